@@ -1,0 +1,187 @@
+"""One validated settings object: `config/omnihub.yaml` (or `OMNIHUB_CONFIG`), then the environment.
+
+The environment names are an external contract (DESIGN.md), so they are mapped explicitly below
+rather than derived from field names. A bad value stops start-up with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "omnihub.yaml"
+
+
+class ConfigError(Exception):
+    """Start-up refused: the message is one line that names the setting."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TelegramSettings(Section):
+    enabled: bool = True
+    bot_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    api_base: str = "https://api.telegram.org"
+    bot_username: str = "omnihub_demo_bot"
+
+
+class TwilioSettings(Section):
+    enabled: bool = True
+    account_sid: str | None = None
+    auth_token: SecretStr | None = None
+    sms_from: str | None = None
+    whatsapp_from: str | None = None
+    api_base: str = "https://api.twilio.com"
+    # a WhatsApp template (Content SID) for service messages outside the 24-hour window
+    whatsapp_fallback_template: str | None = None
+
+
+class ViberSettings(Section):
+    enabled: bool = True
+    auth_token: SecretStr | None = None
+    bot_name: str = "Omnihub"
+    bot_avatar: str | None = None
+    api_base: str = "https://chatapi.viber.com/pa"
+
+
+class PipelineSettings(Section):
+    partitions: int = Field(16, ge=1, le=1024)
+    lease_seconds: float = Field(5.0, gt=0.5)
+    batch: int = Field(64, ge=1, le=1000)
+    stream_maxlen: int = Field(100_000, ge=1000)
+    dedupe_ttl_seconds: int = Field(86_400, ge=60)
+    send_attempts: int = Field(5, ge=1, le=20)
+    send_concurrency: int = Field(64, ge=1, le=1000)
+
+
+class ContextSettings(Section):
+    history_cap: int = Field(200, ge=10, le=10_000)
+    default_region: str = "RU"
+    default_language: str = "en"
+
+
+class Settings(Section):
+    redis_url: str | None = None
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    data_dir: Path = Path(".omnihub")
+    dialogs_dir: Path = Path(__file__).resolve().parent.parent / "dialogs"
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    sms_cost: dict[str, float] = Field(default_factory=lambda: {"sms": 0.05, "whatsapp": 0.005})
+    telegram: TelegramSettings = TelegramSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    viber: ViberSettings = ViberSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    context: ContextSettings = ContextSettings()
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def local_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def sandbox(self, channel: str) -> bool:
+        """A channel with no credentials runs against the built-in emulator."""
+        if channel == "telegram":
+            return self.telegram.bot_token is None
+        if channel in ("sms", "whatsapp"):
+            return self.twilio.account_sid is None
+        return self.viber.auth_token is None
+
+
+# environment name -> path in the settings tree (the contract of DESIGN.md)
+ENV: dict[str, tuple[str, ...]] = {
+    "REDIS_URL": ("redis_url",),
+    "OMNIHUB_PUBLIC_URL": ("public_url",),
+    "OMNIHUB_HOST": ("host",),
+    "OMNIHUB_PORT": ("port",),
+    "OMNIHUB_ADMIN_TOKEN": ("admin_token",),
+    "OMNIHUB_DATA_DIR": ("data_dir",),
+    "OMNIHUB_DIALOGS": ("dialogs_dir",),
+    "TELEGRAM_BOT_TOKEN": ("telegram", "bot_token"),
+    "TELEGRAM_WEBHOOK_SECRET": ("telegram", "webhook_secret"),
+    "TELEGRAM_API_BASE": ("telegram", "api_base"),
+    "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
+    "TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
+    "TWILIO_SMS_FROM": ("twilio", "sms_from"),
+    "TWILIO_WHATSAPP_FROM": ("twilio", "whatsapp_from"),
+    "TWILIO_API_BASE": ("twilio", "api_base"),
+    "VIBER_AUTH_TOKEN": ("viber", "auth_token"),
+    "VIBER_BOT_NAME": ("viber", "bot_name"),
+    "VIBER_API_BASE": ("viber", "api_base"),
+}
+_ENV_OF = {path: name for name, path in ENV.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    environ = os.environ if environ is None else environ
+    path = Path(environ.get("OMNIHUB_CONFIG") or DEFAULT_CONFIG)
+    data = _read_yaml(path) if path.exists() or "OMNIHUB_CONFIG" in environ else {}
+    for name, keys in ENV.items():
+        if environ.get(name):
+            _put(data, keys, environ[name])
+    for key, value in overrides.items():
+        _put(data, tuple(key.split("__")), value)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        keys = tuple(str(k) for k in error["loc"])
+        env = _ENV_OF.get(keys)
+        where = f"{'.'.join(keys)}" + (f" (env {env})" if env else f" (in {path})")
+        raise ConfigError(f"bad setting {where}: {error['msg']}") from None
+    _check_secrets(settings)
+    return settings
+
+
+def _check_secrets(s: Settings) -> None:
+    """A channel given part of its credentials is a mistake worth stopping for."""
+    if s.twilio.enabled and s.twilio.account_sid and not s.twilio.auth_token:
+        raise ConfigError("bad setting twilio.auth_token (env TWILIO_AUTH_TOKEN): required with TWILIO_ACCOUNT_SID")
+    if s.twilio.enabled and s.twilio.account_sid and not (s.twilio.sms_from or s.twilio.whatsapp_from):
+        raise ConfigError(
+            "bad setting twilio.sms_from (env TWILIO_SMS_FROM): a sender number is required with "
+            "TWILIO_ACCOUNT_SID (or TWILIO_WHATSAPP_FROM)"
+        )
+    if s.telegram.enabled and s.telegram.bot_token and s.public_url and not s.telegram.webhook_secret:
+        raise ConfigError(
+            "bad setting telegram.webhook_secret (env TELEGRAM_WEBHOOK_SECRET): required when "
+            "OMNIHUB_PUBLIC_URL makes Telegram use a webhook"
+        )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"bad setting OMNIHUB_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}:1: the configuration must be a mapping")
+    return loaded
+
+
+def _put(data: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
