@@ -1,0 +1,1 @@
+"""Loopback emulators of the providers' APIs and the `/sandbox` page that chats through them."""
