@@ -49,6 +49,7 @@ class ViberSettings(Section):
     auth_token: SecretStr | None = None
     bot_name: str = "Omnihub"
     bot_avatar: str | None = None
+    welcome_text: str = "Hello! Write to us here — we answer in English and Russian. / Здравствуйте! Напишите нам."
     api_base: str = "https://chatapi.viber.com/pa"
 
 

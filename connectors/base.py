@@ -63,6 +63,9 @@ class Connector(Protocol):
     def parse(self, request: WebhookRequest) -> list[InboundEvent]:
         """Turn a verified request into events; raise `BadPayload` on a malformed body."""
 
+    def answer(self, events: list[InboundEvent]) -> WebhookAnswer:
+        """The HTTP body the provider expects once the events are stored."""
+
     async def send(self, user_id: str, part: RenderedPart) -> str | None:
         """Send one rendered part; return the provider's message id. Raise `SendError` on refusal."""
 
