@@ -1,0 +1,1 @@
+"""The shared memory of a customer: identities, profile, conversation state and unified history."""

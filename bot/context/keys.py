@@ -1,0 +1,75 @@
+"""The Redis key schema, in one place.
+
+Every key of one contact carries the hash tag `{<contact id>}` so that, on Redis Cluster, a contact's
+profile, conversation and history live in one slot and can change in one MULTI. Pipeline streams carry
+the tag of their partition (`{p3}`), so a partition's inbound stream, outbound stream, event stream and
+dedupe keys share a slot too. Identity and phone indexes are single keys of their own.
+
+| key                          | type   | what                                            |
+|------------------------------|--------|-------------------------------------------------|
+| omni:id:<channel>:<user id>  | string | channel identity -> contact id                  |
+| omni:id:phone:<E.164>        | string | phone -> contact id (WhatsApp and SMS use this) |
+| omni:{cid}:c                 | hash   | contact profile (see context.store)             |
+| omni:{cid}:v                 | hash   | current conversation                            |
+| omni:{cid}:h                 | list   | unified history, JSON entries, capped           |
+| omni:conv:<mode>             | zset   | contact ids by mode, score = last activity      |
+| omni:in:{p<n>}               | stream | inbound events of partition n                   |
+| omni:out:{p<n>}              | stream | outbound messages of partition n                |
+| omni:dd:{p<n>}:<event key>   | string | provider-id dedupe, TTL                         |
+| omni:lease:<n>               | string | which worker owns partition n, TTL              |
+| omni:workers                 | zset   | live workers, score = lease expiry              |
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
+WORKERS = "omni:workers"
+GROUP = "workers"
+
+
+def identity(channel: str, user_id: str) -> str:
+    if channel in PHONE_CHANNELS:
+        return phone(user_id)
+    return f"omni:id:{channel}:{user_id}"
+
+
+def phone(e164: str) -> str:
+    return f"omni:id:phone:{e164}"
+
+
+def contact(cid: str) -> str:
+    return f"omni:{{{cid}}}:c"
+
+
+def conversation(cid: str) -> str:
+    return f"omni:{{{cid}}}:v"
+
+
+def history(cid: str) -> str:
+    return f"omni:{{{cid}}}:h"
+
+
+def by_mode(mode: str) -> str:
+    return f"omni:conv:{mode}"
+
+
+def partition_of(cid: str, partitions: int) -> int:
+    return zlib.crc32(cid.encode()) % partitions
+
+
+def inbound(p: int) -> str:
+    return f"omni:in:{{p{p}}}"
+
+
+def outbound(p: int) -> str:
+    return f"omni:out:{{p{p}}}"
+
+
+def dedupe(p: int, event_key: str) -> str:
+    return f"omni:dd:{{p{p}}}:{event_key}"
+
+
+def lease(p: int) -> str:
+    return f"omni:lease:{p}"

@@ -1,0 +1,183 @@
+"""Read and write a contact's context in Redis, a few fields at a time.
+
+A contact is three keys under one hash tag: a profile hash, a conversation hash and a history list.
+A turn reads both hashes in one round trip and writes only the fields it changed, plus the new
+history entries, in one MULTI — never the whole blob (the mistake of Rasa's tracker store).
+
+Profile hash fields: `name`, `phone`, `lang`, `pref` (preferred channel), `created`,
+`i:<channel>:<user id>` (identities, value = first seen), `seen:<channel>` (last inbound),
+`a:<attribute>`, `t:<tag>`. Conversation hash fields: `mode` (bot | queued | assigned | resolved), `ch`/`uid` (where the customer wrote
+last; replies go there), `st` (dialog state JSON), `opt` (numbered options on offer), `last` (the
+last inbound stream entry whose effects are saved — how a replay after a crash is recognised), `at`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from bot.context import keys
+
+MODES = ("bot", "queued", "assigned", "resolved")
+
+# Update one history entry, found by a field value among the newest entries, without racing a
+# concurrent RPUSH/LTRIM (a script runs atomically). cjson ships with Redis' Lua.
+_UPDATE_HISTORY = """
+local entries = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[3]), -1)
+local needle = '"' .. ARGV[1] .. '":"' .. ARGV[2] .. '"'
+for i = #entries, 1, -1 do
+  if string.find(entries[i], needle, 1, true) then
+    local entry = cjson.decode(entries[i])
+    local changes = cjson.decode(ARGV[4])
+    for k, v in pairs(changes) do entry[k] = v end
+    redis.call('LSET', KEYS[1], i - #entries - 1, cjson.encode(entry))
+    return 1
+  end
+end
+return 0
+"""
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + secrets.token_hex(8)
+
+
+@dataclass
+class Snapshot:
+    """A contact's profile and conversation as read at the start of a turn."""
+
+    cid: str
+    profile: dict[str, str]
+    conversation: dict[str, str]
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {k[2:]: v for k, v in self.profile.items() if k.startswith("a:")}
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(k[2:] for k in self.profile if k.startswith("t:"))
+
+    @property
+    def identities(self) -> list[dict[str, str]]:
+        found = []
+        for k in self.profile:
+            if k.startswith("i:"):
+                channel, _, user_id = k[2:].partition(":")
+                found.append({"channel": channel, "id": user_id})
+        return found
+
+    @property
+    def mode(self) -> str:
+        return self.conversation.get("mode", "bot")
+
+
+@dataclass
+class Changes:
+    """What one turn changes; empty parts cost nothing."""
+
+    profile: dict[str, str] = field(default_factory=dict)
+    conversation: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    drop_conversation_fields: list[str] = field(default_factory=list)
+    mode: tuple[str, str] | None = None  # (old, new) when the conversation changes mode
+
+
+class ContextStore:
+    def __init__(self, redis: Redis, history_cap: int = 200) -> None:
+        self.redis = redis
+        self.history_cap = history_cap
+        self._update_history = redis.register_script(_UPDATE_HISTORY)
+
+    async def resolve(self, channel: str, user_id: str) -> str:
+        """The contact id of a channel identity, created on first sight (race-free: SET NX)."""
+        key = keys.identity(channel, user_id)
+        found = await self.redis.get(key)
+        if found:
+            return str(found)
+        candidate = new_id("c")
+        if await self.redis.set(key, candidate, nx=True):
+            return candidate
+        return str(await self.redis.get(key))
+
+    async def load(self, cid: str) -> Snapshot:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.contact(cid))
+            pipe.hgetall(keys.conversation(cid))
+            profile, conversation = await pipe.execute()
+        return Snapshot(cid, profile, conversation)
+
+    async def commit(self, cid: str, changes: Changes) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.stage(pipe, cid, changes)
+            await pipe.execute()
+
+    def stage(self, pipe: Any, cid: str, changes: Changes) -> None:
+        """Queue a turn's writes on a pipeline (so callers can add their own to the same MULTI)."""
+        if changes.profile:
+            pipe.hset(keys.contact(cid), mapping=changes.profile)
+        if changes.conversation:
+            pipe.hset(keys.conversation(cid), mapping=changes.conversation)
+        if changes.drop_conversation_fields:
+            pipe.hdel(keys.conversation(cid), *changes.drop_conversation_fields)
+        if changes.history:
+            pipe.rpush(keys.history(cid), *(orjson.dumps(e) for e in changes.history))
+            pipe.ltrim(keys.history(cid), -self.history_cap, -1)
+        if changes.mode:
+            old, new = changes.mode
+            if old:
+                pipe.zrem(keys.by_mode(old), cid)
+            pipe.zadd(keys.by_mode(new), {cid: time.time()})
+
+    async def update_history(
+        self, cid: str, match: tuple[str, str], changes: dict[str, Any], depth: int = 100, client: Any = None
+    ) -> bool:
+        """Set fields on the newest history entry whose `match[0]` equals `match[1]`.
+
+        With a pipeline as `client` the call is only queued (and the answer comes with its results).
+        """
+        found = await self._update_history(
+            keys=[keys.history(cid)], args=[match[0], match[1], depth, orjson.dumps(changes)], client=client
+        )
+        return bool(found)
+
+    async def history(self, cid: str, start: int = 0, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+        """Entries oldest first, `start` counting from the oldest kept; returns (total, page)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(keys.history(cid))
+            pipe.lrange(keys.history(cid), start, start + limit - 1)
+            total, raw = await pipe.execute()
+        return int(total), [orjson.loads(r) for r in raw]
+
+    async def recent_history(self, cid: str, count: int) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(keys.history(cid), -count, -1)
+        return [orjson.loads(r) for r in raw]
+
+    async def exists(self, cid: str) -> bool:
+        return bool(await self.redis.exists(keys.contact(cid)))
+
+    async def by_phone(self, e164: str) -> str | None:
+        found = await self.redis.get(keys.phone(e164))
+        return str(found) if found else None
+
+    async def erase(self, cid: str) -> bool:
+        """Forget a contact: its keys and every index entry that points at it."""
+        snapshot = await self.load(cid)
+        if not snapshot.profile and not snapshot.conversation:
+            return False
+        index_keys = [keys.identity(i["channel"], i["id"]) for i in snapshot.identities]
+        if phone := snapshot.profile.get("phone"):
+            index_keys.append(keys.phone(phone))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for key in index_keys:
+                pipe.delete(key)
+            for mode in MODES:
+                pipe.zrem(keys.by_mode(mode), cid)
+            pipe.delete(keys.contact(cid), keys.conversation(cid), keys.history(cid))
+            await pipe.execute()
+        return True

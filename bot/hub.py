@@ -1,0 +1,171 @@
+"""Everything one process runs, built once from the settings.
+
+`omnihub run` builds a Hub with every part; `omnihub api` only the webhook/API side; `omnihub worker`
+only the partition workers and senders. Clients (Redis, provider SDKs) are created here once per
+process lifetime and handed to the parts that need them — no part creates its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from bot.context.store import ContextStore
+from bot.dialogue import Engine
+from bot.models import Channel, InboundEvent
+from bot.pipeline.ingest import Ingest
+from bot.pipeline.partitions import PartitionLeases
+from bot.pipeline.sender import Sender
+from bot.pipeline.turns import TurnHandler
+from bot.pipeline.worker import Worker
+from bot.settings import Settings
+from connectors.base import Connector
+from connectors.telegram import TelegramConnector
+from connectors.twilio import TwilioConnector
+from connectors.viber import ViberConnector
+
+log = logging.getLogger(__name__)
+
+SANDBOX_TELEGRAM_TOKEN = "123456789:sandbox-token"
+SANDBOX_TWILIO_SID = "AC" + "0" * 32
+SANDBOX_TWILIO_TOKEN = "sandbox-twilio-token"
+SANDBOX_VIBER_TOKEN = "sandbox-viber-token"
+SANDBOX_TELEGRAM_SECRET = "sandbox-webhook-secret"
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    redis: Redis
+    run_api: bool = True
+    run_workers: bool = True
+    connectors: dict[Channel, Connector] = field(default_factory=dict)
+    webhooks: dict[str, Connector] = field(default_factory=dict)  # webhook path name -> connector
+    emulators: dict[str, Starlette] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.store = ContextStore(self.redis, s.context.history_cap)
+        self.ingest = Ingest(self.redis, self.store, s.pipeline.partitions, s.pipeline.dedupe_ttl_seconds)
+        self.settings = self._with_sandbox(s)
+        self._build_connectors()
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.public_url or self.settings.local_url
+
+    @property
+    def sandbox_channels(self) -> list[str]:
+        return [c for c in self.connectors if self.settings.sandbox(c)]
+
+    def _with_sandbox(self, s: Settings) -> Settings:
+        """Point channels without credentials at the built-in emulators (mounted by the API)."""
+        base = f"{s.local_url}/emulator"
+        telegram, twilio, viber = s.telegram, s.twilio, s.viber
+        if s.sandbox("telegram"):
+            telegram = telegram.model_copy(update={"api_base": f"{base}/telegram",
+                                                   "webhook_secret": SANDBOX_TELEGRAM_SECRET})
+        if s.sandbox("sms"):
+            twilio = twilio.model_copy(update={"api_base": f"{base}/twilio", "account_sid": SANDBOX_TWILIO_SID,
+                                               "sms_from": "+15005550006", "whatsapp_from": "+14155238886"})
+        if s.sandbox("viber"):
+            viber = viber.model_copy(update={"api_base": f"{base}/viber"})
+        return s.model_copy(update={"telegram": telegram, "twilio": twilio, "viber": viber})
+
+    def _secret(self, value: Any, sandbox_value: str) -> str:
+        return value.get_secret_value() if value is not None else sandbox_value
+
+    def _build_connectors(self) -> None:
+        s = self.settings
+        if s.telegram.enabled:
+            token = self._secret(s.telegram.bot_token, SANDBOX_TELEGRAM_TOKEN)
+            self.connectors["telegram"] = self.webhooks["telegram"] = TelegramConnector(s.telegram, token)
+        if s.twilio.enabled:
+            status_url = f"{self.public_url}/webhooks/twilio/status"
+            if s.twilio.sms_from:
+                self.connectors["sms"] = TwilioConnector(s.twilio, "sms", status_url)
+            if s.twilio.whatsapp_from:
+                self.connectors["whatsapp"] = TwilioConnector(s.twilio, "whatsapp", status_url)
+            first = self.connectors.get("sms") or self.connectors.get("whatsapp")
+            if first is not None:
+                self.webhooks["twilio"] = first
+        if s.viber.enabled:
+            token = self._secret(s.viber.auth_token, SANDBOX_VIBER_TOKEN)
+            self.connectors["viber"] = self.webhooks["viber"] = ViberConnector(s.viber, token)
+
+    def build_emulators(self) -> dict[str, Starlette]:
+        """The provider emulators for channels in sandbox mode, to be mounted under /emulator."""
+        from bot.sandbox.telegram_api import create_telegram_emulator
+        from bot.sandbox.twilio_api import create_twilio_emulator
+        from bot.sandbox.viber_api import create_viber_emulator
+
+        s, hooks = self.settings, f"{self.public_url}/webhooks"
+        if "telegram" in self.connectors and s.sandbox("telegram"):
+            self.emulators["telegram"] = create_telegram_emulator(
+                SANDBOX_TELEGRAM_TOKEN, webhook_url=f"{hooks}/telegram", webhook_secret=SANDBOX_TELEGRAM_SECRET
+            )
+        if "twilio" in self.webhooks and s.sandbox("sms"):
+            self.emulators["twilio"] = create_twilio_emulator(
+                SANDBOX_TWILIO_SID, self._secret(s.twilio.auth_token, SANDBOX_TWILIO_TOKEN),
+                webhook_url=f"{hooks}/twilio",
+            )
+        if "viber" in self.connectors and s.sandbox("viber"):
+            self.emulators["viber"] = create_viber_emulator(SANDBOX_VIBER_TOKEN, webhook_url=f"{hooks}/viber")
+        return self.emulators
+
+    async def start(self) -> None:
+        """Open clients; the API side registers webhooks (or starts Telegram long polling).
+
+        Sandbox emulators are built already pointing at our webhooks, so nothing is registered for them.
+        """
+        from bot.dialogue import demo_actions  # noqa: F401  registers the demo shop's actions
+
+        for name, connector in self.connectors.items():
+            register = self.run_api and self.settings.public_url is not None and not self.settings.sandbox(name)
+            await connector.start(self.public_url if register else None)
+        if self.run_api and self._polls_telegram():
+            telegram = self.connectors["telegram"]
+            assert isinstance(telegram, TelegramConnector)
+            self._tasks.append(asyncio.create_task(telegram.poll(self.accept, self._stop), name="telegram-poll"))
+        if self.run_workers:
+            self._tasks.append(asyncio.create_task(self._run_workers(), name="workers"))
+
+    def _polls_telegram(self) -> bool:
+        """A real bot token and no public URL: Telegram cannot reach us, so we ask it (getUpdates)."""
+        s = self.settings
+        return "telegram" in self.connectors and not s.sandbox("telegram") and s.public_url is None
+
+    async def _run_workers(self) -> None:
+        s = self.settings
+        engine = Engine.load(s.dialogs_dir)
+        turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
+                            s.context.default_language)
+        worker = Worker(self.redis, self.store, turns, s.pipeline.batch)
+        sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
+                        s.pipeline.send_concurrency)
+
+        async def run_partition(p: int, halt: asyncio.Event) -> None:
+            await asyncio.gather(worker.run(p, halt), sender.run(p, halt))
+
+        leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
+        await leases.run(self._stop)
+
+    async def accept(self, events: list[InboundEvent]) -> None:
+        await self.ingest(events)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+        for connector in self.connectors.values():
+            with contextlib.suppress(Exception):
+                await connector.close()

