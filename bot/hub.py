@@ -49,6 +49,7 @@ class Hub:
     webhooks: dict[str, Connector] = field(default_factory=dict)  # webhook path name -> connector
     emulators: dict[str, Starlette] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -160,6 +161,14 @@ class Hub:
 
     async def accept(self, events: list[InboundEvent]) -> None:
         await self.ingest(events)
+
+    async def acknowledge(self, provider: str, events: list[InboundEvent]) -> None:
+        """Stop Telegram's button spinner; in the background, the webhook answer must not wait for it."""
+        connector = self.webhooks.get(provider)
+        if isinstance(connector, TelegramConnector) and any(e.provider_id.startswith("cb:") for e in events):
+            task = asyncio.create_task(connector.acknowledge(events))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,1 @@
+"""The HTTP face of the hub: provider webhooks, the `/api/v1` API, health and metrics."""

@@ -1,0 +1,76 @@
+"""The ASGI application: one Hub per process, built in the lifespan, torn down with it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bot.api import contacts, conversations, webhooks
+from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
+from bot.context import keys
+from bot.hub import Hub
+from bot.settings import Settings
+
+
+def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
+    """The hub's app. With `run_workers` it also works the partitions (`omnihub run`)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", decode_responses=True,
+                               max_connections=512)
+        hub = Hub(settings, redis, run_api=True, run_workers=run_workers)
+        app.state.hub = hub
+        async with contextlib.AsyncExitStack() as stack:
+            for name, emulator in hub.build_emulators().items():
+                app.mount(f"/emulator/{name}", emulator)
+                await stack.enter_async_context(emulator.router.lifespan_context(emulator))
+            await hub.start()
+            try:
+                yield
+            finally:
+                await hub.stop()
+                await redis.aclose()
+
+    app = FastAPI(title="Omnihub", version="0.1.0", lifespan=lifespan)
+    app.include_router(webhooks.router)
+    app.include_router(contacts.router)
+    app.include_router(conversations.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return JSONResponse({"detail": f"{where}: {first['msg']}", "errors": exc.errors()}, status_code=422)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        hub: Hub = request.app.state.hub
+        try:
+            await hub.redis.ping()
+        except RedisError as exc:
+            return JSONResponse({"status": "redis unavailable", "error": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready", "channels": sorted(hub.connectors),
+                             "sandbox": hub.sandbox_channels})
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics(request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        for p in range(settings.pipeline.partitions):
+            for stream in (keys.inbound(p), keys.outbound(p)):
+                with contextlib.suppress(RedisError):
+                    summary = await hub.redis.xpending(stream, keys.GROUP)
+                    STREAM_DEPTH.labels(stream).set(summary["pending"])
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,210 @@
+"""The `omnihub` command: run the hub (whole, or its API and worker halves) and chat with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import httpx
+import typer
+import uvicorn
+from redis.asyncio import Redis
+
+from bot.dialogue import DialogError, Engine
+from bot.models import Channel
+from bot.redis_server import EmbeddedRedis, RedisUnavailable
+from bot.sandbox.client import SandboxClient, default_user
+from bot.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Omnihub: one bot and one customer memory for Telegram, WhatsApp, Viber and SMS.",
+                  no_args_is_help=True, add_completion=False)
+log = logging.getLogger("omnihub")
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"omnihub: {message}", fg="red", err=True)
+    return typer.Exit(2)
+
+
+def checked_settings(need_redis: bool = False) -> Settings:
+    """Settings and dialogs validated up front, so a mistake is one line, not a traceback."""
+    try:
+        settings = load_settings()
+        Engine.load(settings.dialogs_dir)
+    except (ConfigError, DialogError) as exc:
+        raise fail(str(exc)) from None
+    if need_redis and not settings.redis_url:
+        raise fail("bad setting redis_url (env REDIS_URL): required for `api` and `worker`, which share one Redis")
+    if settings.admin_token is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        raise fail("bad setting admin_token (env OMNIHUB_ADMIN_TOKEN): required when serving beyond loopback")
+    return settings
+
+
+@contextlib.contextmanager
+def redis_for(settings: Settings) -> Iterator[Settings]:
+    """Use REDIS_URL, or start an embedded Redis under the data directory for as long as we run."""
+    if settings.redis_url:
+        yield settings
+        return
+    server = EmbeddedRedis(data_dir=settings.data_dir / "redis")
+    try:
+        url = server.start()
+    except RedisUnavailable as exc:
+        raise fail(str(exc)) from None
+    try:
+        yield settings.model_copy(update={"redis_url": url})
+    finally:
+        server.stop()
+
+
+def banner(settings: Settings, run_workers: bool) -> None:
+    from bot.hub import Hub
+
+    url = settings.local_url
+    hub = Hub(settings, Redis(), run_workers=run_workers)  # not started: only to describe the channels
+    typer.echo(f"Omnihub on {url}  (Redis {settings.redis_url})")
+    for channel in hub.connectors:
+        mode = "sandbox (built-in emulator)" if settings.sandbox(channel) else "live"
+        typer.echo(f"  {channel:<9} {mode}")
+    typer.echo(f"  sandbox   {url}/sandbox     API docs {url}/docs     metrics {url}/metrics")
+    typer.echo(f"  webhooks  {settings.public_url or url}/webhooks/{{telegram,twilio,twilio/status,viber}}")
+
+
+def serve(settings: Settings, run_workers: bool) -> None:
+    from bot.api.app import create_app
+
+    banner(settings, run_workers)
+    config = uvicorn.Config(create_app(settings, run_workers=run_workers), host=settings.host,
+                            port=settings.port, log_level="warning", access_log=False)
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def run() -> None:
+    """The whole hub in one process: API, webhooks, workers, sandbox emulators."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with redis_for(checked_settings()) as settings:
+        serve(settings, run_workers=True)
+
+
+@app.command()
+def api() -> None:
+    """Only webhooks and the HTTP API (scale out: many of these behind a load balancer)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(checked_settings(need_redis=True), run_workers=False)
+
+
+@app.command()
+def worker() -> None:
+    """Only partition workers and senders (scale out: run several; partitions are shared among them)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = checked_settings(need_redis=True)
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    from bot.hub import Hub
+
+    redis = Redis.from_url(settings.redis_url or "", decode_responses=True, max_connections=512)
+    hub = Hub(settings, redis, run_api=False, run_workers=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    typer.echo(f"omnihub worker {hub.settings.pipeline.partitions} partitions, Redis {settings.redis_url}")
+    await stop.wait()
+    await hub.stop()
+    await redis.aclose()
+
+
+@app.command()
+def chat(
+    channel: Annotated[str, typer.Option(help="telegram | whatsapp | viber | sms")] = "telegram",
+    user: Annotated[str | None, typer.Option(help="the customer's id on that channel")] = None,
+    name: Annotated[str, typer.Option(help="the customer's name")] = "Sandbox",
+) -> None:
+    """Talk to the bot from this terminal, as a customer on a sandbox channel."""
+    if channel not in ("telegram", "whatsapp", "viber", "sms"):
+        raise fail(f"unknown channel {channel!r}: one of telegram, whatsapp, viber, sms")
+    settings = checked_settings()
+    chosen: Channel = channel  # type: ignore[assignment]
+    with _hub_running(settings):
+        asyncio.run(_chat(settings.local_url, chosen, user or default_user(chosen), name))
+
+
+@contextlib.contextmanager
+def _hub_running(settings: Settings) -> Iterator[None]:
+    """Chat with the hub that runs at OMNIHUB_HOST:PORT, or start one in this process."""
+    try:
+        httpx.get(f"{settings.local_url}/healthz", timeout=1).raise_for_status()
+        yield
+        return
+    except httpx.HTTPError:
+        typer.echo(f"(no hub at {settings.local_url}: starting one in this process)")
+    logging.basicConfig(level=logging.WARNING)
+    with redis_for(settings) as ready:
+        from bot.api.app import create_app
+
+        server = uvicorn.Server(uvicorn.Config(create_app(ready), host=ready.host, port=ready.port,
+                                               log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.05)
+        if not server.started:
+            raise fail(f"could not start the hub on {ready.local_url}")
+        try:
+            yield
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+
+def show(message: dict[str, Any], channel: Channel) -> None:
+    typer.secho(f"bot> {message.get('text') or ''}", fg="green")
+    for i, button in enumerate(message.get("buttons") or [], 1):
+        typer.secho(f"     [#{i}] {button['title']}", fg="cyan")
+
+
+async def _chat(url: str, channel: Channel, user: str, name: str) -> None:
+    typer.echo(f"Chatting on {channel} as {user}. Type a message; #N presses button N; Ctrl-D quits.")
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        client = SandboxClient(http)
+        seen = max((m["seq"] for m in await client.replies(channel, user)), default=0)
+        buttons: list[dict[str, str]] = []
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "you> ")
+            except (EOFError, KeyboardInterrupt):
+                typer.echo("")
+                return
+            if not line.strip():
+                continue
+            pressed = line.strip()[1:]
+            if line.startswith("#") and pressed.isdigit() and 0 < int(pressed) <= len(buttons):
+                await client.send(channel, user, button=buttons[int(pressed) - 1]["payload"], name=name)
+            else:
+                await client.send(channel, user, line, name=name)
+            replies = await client.replies(channel, user, seen, wait=5)
+            while replies:
+                for message in replies:
+                    show(message, channel)
+                    buttons = message.get("buttons") or buttons
+                    seen = max(seen, message["seq"])
+                replies = await client.replies(channel, user, seen, wait=0.4)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
