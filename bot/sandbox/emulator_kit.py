@@ -1,0 +1,210 @@
+"""What the Twilio and Viber emulators share: injected faults, signed webhook delivery with one HTTP
+client, delayed status callbacks, the `/_/outbox` and `/_/faults` control routes, and `serve()` to run
+an emulator (or any ASGI app) on a real loopback port inside the current event loop.
+
+Only the provider's wire format and its signature differ between emulators; those stay in
+`twilio_api.py` and `viber_api.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+import uvicorn
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from bot.sandbox.outbox import Outbox
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+class Fault(BaseModel):
+    """The next `times` sends fail with HTTP `status` and provider error `code` (how each emulator
+    words the failure is its own; a 2xx `status` with a `code` means accepted, then failed later)."""
+
+    status: int
+    code: int | None = None
+    times: int = 1
+    retry_after: float | None = None
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._queue: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        self._queue.append(fault)
+
+    def take(self) -> Fault | None:
+        """The fault for this send, if one is pending (faults apply in the order they were set)."""
+        if not self._queue:
+            return None
+        fault = self._queue[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            self._queue.pop(0)
+        return fault
+
+
+class Courier:
+    """Posts webhooks with one client per emulator lifespan, and keeps its delayed status callbacks
+    referenced (so they are not garbage-collected) and cancelled at shutdown (so none outlives it).
+
+    `transport` lets an emulator deliver without a network hop, e.g. `httpx.ASGITransport(hub_app)`.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self._client = httpx.AsyncClient(transport=self._transport, timeout=10)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: object) -> AsyncIterator[None]:
+        await self.open()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+        if self._client is None:
+            raise RuntimeError("the emulator's HTTP client is closed: run the app's lifespan or await open()")
+        return await self._client.post(url, content=body, headers=dict(headers))
+
+    def progress(self, delay: float, steps: list[str], post: Callable[[str], Awaitable[object]]) -> None:
+        """In the background, `post` each step (a status) `delay` seconds after the previous one."""
+
+        async def run() -> None:
+            for step in steps:
+                await asyncio.sleep(delay)
+                try:
+                    await post(step)
+                except httpx.HTTPError as exc:  # the hub is down or gone: a real provider gives up too
+                    log.warning("emulator could not post %s callback: %r", step, exc)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """The control body as `model`; `ControlError` (400) says which field is wrong."""
+    try:
+        return model.model_validate_json(await request.body() or b"{}")
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        raise ControlError(f"bad {request.url.path} request: {where}: {error['msg']}") from None
+
+
+class ControlError(Exception):
+    def response(self) -> Response:
+        return json_response({"error": str(self)}, 400)
+
+
+def hub_answer(response: httpx.Response) -> dict[str, Any]:
+    """How the hub answered a webhook: status and body (JSON when it is JSON, else text, None if empty)."""
+    body: Any = None
+    if response.content:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+    return {"status": response.status_code, "body": body}
+
+
+def control_routes(outbox: Outbox, faults: Faults) -> list[Route]:
+    """`GET /_/outbox[/{user_id}]?after=SEQ&wait=SECONDS` and `POST /_/faults`, as the Telegram emulator."""
+
+    async def read_outbox(request: Request) -> Response:
+        user_id = request.path_params.get("user_id")
+        after = int(request.query_params.get("after", 0))
+        wait = float(request.query_params.get("wait", 0))
+        items = outbox.after(user_id, after)
+        if not items and wait > 0:
+            items = await unless_disconnected(request, outbox.wait(user_id, after, wait), wait) or []
+        return json_response({"items": [sent.as_json() for sent in items]})
+
+    async def set_fault(request: Request) -> Response:
+        try:
+            faults.add(await read_model(request, Fault))
+        except ControlError as exc:
+            return exc.response()
+        return json_response({"ok": True})
+
+    return [
+        Route("/_/outbox", read_outbox, methods=["GET"]),
+        Route("/_/outbox/{user_id}", read_outbox, methods=["GET"]),
+        Route("/_/faults", set_fault, methods=["POST"]),
+    ]
+
+
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T], seconds: float) -> T | None:
+    """Await a long poll, giving up after `seconds` or when the client hangs up (so shutdown never waits)."""
+    task = asyncio.ensure_future(work)
+    hung_up = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, hung_up}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        hung_up.cancel()
+        await asyncio.gather(task, hung_up, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+@contextlib.asynccontextmanager
+async def serve(app: ASGIApp, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Run `app` with uvicorn on a free port of `host` in this event loop; yield its base URL.
+
+    The socket is bound before uvicorn starts, so the port is known and cannot be taken meanwhile.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # startup failed: raise why
+                raise RuntimeError("uvicorn stopped during startup")
+            await asyncio.sleep(0.005)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
