@@ -136,7 +136,7 @@ def _check(d: Dialogs) -> None:
                         _need(ref, d.texts, "text")
                     _need(ask.validator, d.validators, "validator")
                     for button in ask.buttons:  # any payload: it is the answer
-                        _need(button.text, d.texts, "text")
+                        _need_label(button, d)
                 case Branch(then=then, otherwise=otherwise):
                     for target in (then, otherwise):
                         if target is not None and target.name not in flow.ids and target.name not in d.flows:
@@ -156,12 +156,21 @@ def _check(d: Dialogs) -> None:
 def _check_menu(buttons: tuple[ButtonSpec, ...], d: Dialogs) -> None:
     """Buttons outside an `ask` must start something: an intent, a command or `flow:<name>`."""
     for button in buttons:
-        _need(button.text, d.texts, "text")
+        _need_label(button, d)
         payload = button.payload
         if payload.startswith(FLOW_PAYLOAD):
             _need(Ref(payload.removeprefix(FLOW_PAYLOAD), button.where), d.flows, "flow")
-        elif payload not in d.intents and payload.casefold() not in d.commands:
+            continue
+        intent = payload if payload in d.intents else d.commands.get(payload.casefold())
+        if intent is None:
             raise button.where.error(f"button payload '{payload}' is not an intent, a command or flow:<name>")
+        if intent not in d.starts:
+            raise button.where.error(f"button payload '{payload}': intent '{intent}' starts no flow")
+
+
+def _need_label(button: ButtonSpec, d: Dialogs) -> None:
+    if isinstance(button.label, Ref):
+        _need(button.label, d.texts, "text")
 
 
 def _need(ref: Ref | None, known: Mapping[str, object], kind: str) -> None:

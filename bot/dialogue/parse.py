@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.dialogue.errors import Where
+from bot.dialogue.nlu import stems
 from bot.dialogue.source import Map, Seq
 from bot.dialogue.spec import (
     Ask,
@@ -83,11 +84,19 @@ def _intent(name: str, node: Map, where: Where) -> Intent:
         for language in by_language:
             _language(language, by_language.at(language))
             examples[language] = tuple(p for p, _ in by_language.names(language, what))
-    keywords = tuple(word for word, _ in node.names("keywords", what))
-    commands = tuple(word.casefold() for word, _ in node.names("commands", what))
+    keywords = []
+    for keyword, at in node.names("keywords", what):
+        if not stems(keyword):
+            raise at.error(f"keyword '{keyword}' has no words to match")
+        keywords.append(keyword)
+    commands = []
+    for command, at in node.names("commands", what):
+        if not command.startswith("/") or " " in command:
+            raise at.error(f"command '{command}' must be one word starting with '/', such as /start")
+        commands.append(command.casefold())
     if not (examples or keywords or commands):
         raise where.error(f"{what} needs at least one of examples, keywords, commands")
-    return Intent(name, where, examples, keywords, commands)
+    return Intent(name, where, examples, tuple(keywords), tuple(commands))
 
 
 def _flow(name: str, node: Map, where: Where) -> Flow:
@@ -216,14 +225,8 @@ def _buttons(node: Map, what: str) -> tuple[ButtonSpec, ...]:
         item.check_keys("button", ("payload",), ("text", "title"))
         if ("text" in item) == ("title" in item):
             raise item.where.error("a button needs exactly one of 'text' (a text name) or 'title'")
-        buttons.append(
-            ButtonSpec(
-                payload=item.text("payload", "button"),
-                where=item.at("payload"),
-                text=_optional_ref(item, "text", "button"),
-                title=item.optional_text("title", "button"),
-            )
-        )
+        label = _ref(item, "text", "button") if "text" in item else item.text("title", "button")
+        buttons.append(ButtonSpec(label, item.text("payload", "button"), item.at("payload")))
     return tuple(buttons)
 
 

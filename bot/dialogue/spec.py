@@ -25,12 +25,11 @@ class Ref:
 
 @dataclass(frozen=True)
 class ButtonSpec:
-    """A button titled by a translated text (`text`) or by a literal `title`."""
+    """A button titled by a translated text (a `Ref`) or by a literal title (a `str`)."""
 
+    label: Ref | str
     payload: str
     where: Where
-    text: Ref | None = None
-    title: str | None = None
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,19 @@ def compile_condition(source: str, where: Where) -> TemplateExpression:
 
 def _reject_private(tree: nodes.Template, where: Where, what: str) -> None:
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
-        if isinstance(node, nodes.Getattr):
-            name: object = node.attr
-        elif isinstance(node, nodes.Getitem):
-            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
-        else:
-            first = node.args[0] if node.name == "attr" and node.args else None
-            name = first.value if isinstance(first, nodes.Const) else None
+        name = _accessed_name(node)
         if isinstance(name, str) and name.startswith("_"):
             raise where.error(f"unsafe attribute '{name}' in {what}")
+
+
+def _accessed_name(node: nodes.Node) -> object:
+    """The attribute a `.name`, `['name']` or `|attr('name')` reads, when it is spelled out."""
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node, nodes.Getitem):
+        arg = node.arg
+    elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+        arg = node.args[0]
+    else:
+        return None
+    return arg.value if isinstance(arg, nodes.Const) else None
