@@ -32,13 +32,16 @@ T = TypeVar("T")
 
 
 class Fault(BaseModel):
-    """The next `times` sends fail with HTTP `status` and provider error `code` (how each emulator
-    words the failure is its own; a 2xx `status` with a `code` means accepted, then failed later)."""
+    """The next `times` sends fail with HTTP `status` and provider error `code`, optionally with a
+    Retry-After header; each emulator words the failure as its provider does (see its docstring)."""
 
     status: int
     code: int | None = None
     times: int = 1
     retry_after: float | None = None
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None else None
 
 
 class Faults:

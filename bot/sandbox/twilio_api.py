@@ -87,14 +87,13 @@ class _Read(BaseModel):
 class TwilioError(Exception):
     """An API refusal in Twilio's error JSON shape."""
 
-    def __init__(self, status: int, code: int, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.retry_after = status, code, retry_after
+        self.status, self.code, self.headers = status, code, headers
 
     def response(self) -> Response:
         body = {"code": self.code, "message": str(self), "more_info": _MORE_INFO.format(self.code)}
-        headers = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None else None
-        return json_response({**body, "status": self.status}, self.status, headers)
+        return json_response({**body, "status": self.status}, self.status, self.headers)
 
 
 class TwilioEmulator:
@@ -351,4 +350,4 @@ def _sid(prefix: str) -> str:
 def _fault_error(fault: Fault) -> TwilioError:
     code = fault.code or (20429 if fault.status == 429 else 20500)
     message = _FAULT_MESSAGE.get(code, "Internal Server Error" if fault.status >= 500 else "Bad Request")
-    return TwilioError(fault.status, code, message, fault.retry_after)
+    return TwilioError(fault.status, code, message, fault.headers())
