@@ -80,8 +80,9 @@ class TelegramConnector:
 
     async def start(self, public_url: str | None) -> None:
         """Create the one `Bot` (and its HTTP session); with a public URL, register the webhook."""
-        session = AiohttpSession(api=TelegramAPIServer.from_base(self.settings.api_base))
-        self._bot = Bot(self._token, session=session)
+        if self._bot is None:
+            session = AiohttpSession(api=TelegramAPIServer.from_base(self.settings.api_base))
+            self._bot = Bot(self._token, session=session)
         if public_url:
             await self._bot.set_webhook(
                 url=public_url.rstrip("/") + WEBHOOK_PATH,
