@@ -155,7 +155,8 @@ def test_verify_accepts_the_configured_secret() -> None:
 
 
 @pytest.mark.parametrize(
-    ("given", "reason"), [("wrong", "does not match"), (None, "missing header"), ("", "does not match")]
+    ("given", "reason"),
+    [("wrong", "does not match"), (None, "missing X-Telegram-Bot-Api-Secret-Token"), ("", "does not match")],
 )
 def test_verify_refuses_wrong_or_missing_secret(given: str | None, reason: str) -> None:
     with pytest.raises(BadSignature, match=reason):
