@@ -252,13 +252,14 @@ class Engine:
             result = await self._d.actions[name](context)
         except Exception as exc:  # an action is foreign code: its failure becomes a handoff
             raise _Broken(f"action '{name}' failed: {exc!r}") from exc
-        run.slots.update(result.slots)
-        run.attributes.update(result.attributes)
+        # stored as text whatever the action returned: a state that cannot be saved fails every retry
+        run.slots.update({key: str(value) for key, value in result.slots.items()})
+        run.attributes.update({key: str(value) for key, value in result.attributes.items()})
         if result.text_key is not None:
             if result.text_key not in self._d.texts:
                 raise _Broken(f"action '{name}' returned unknown text '{result.text_key}'")
             self._say(result.text_key, (), run)
-        run.replies.extend(Reply(text=text) for text in result.texts)
+        run.replies.extend(Reply(text=str(text)) for text in result.texts)
 
     def _validate(self, ask: Ask, answer: str) -> str | None:
         """The answer as the slot stores it (cleaned by the validator), or None when it is rejected."""

@@ -55,15 +55,15 @@ def parse(doc: Map) -> Part:
     doc.check_keys("a dialog file", (), SECTIONS)
     return Part(
         imports=[Ref(name, where) for name, where in doc.names("imports", "the file")],
-        intents=[_intent(*entry) for entry in _entries(doc, "intents")],
-        flows=[_flow(*entry) for entry in _entries(doc, "flows")],
-        texts=[_text(*entry) for entry in _entries(doc, "texts")],
+        intents=[_intent(name, node) for name, node in _entries(doc, "intents")],
+        flows=[_flow(name, node) for name, node in _entries(doc, "flows")],
+        texts=[_text(name, node) for name, node in _entries(doc, "texts")],
         fallback=_fallback(doc.mapping("fallback", "the file")) if doc.get("fallback", "") else None,
     )
 
 
-def _entries(doc: Map, section: str) -> list[tuple[str, Map, Where]]:
-    """The named entries of a section, each with the line of its name."""
+def _entries(doc: Map, section: str) -> list[tuple[str, Map]]:
+    """The named entries of a section."""
     if doc.get(section, "") == "":
         return []
     entries = doc.mapping(section, "the file")
@@ -71,11 +71,11 @@ def _entries(doc: Map, section: str) -> list[tuple[str, Map, Where]]:
     for name, value in entries.items():
         if not isinstance(value, Map):
             raise entries.at(name).error(f"'{name}' in {section} must be a mapping of keys")
-        result.append((name, value, entries.at(name)))
+        result.append((name, value))
     return result
 
 
-def _intent(name: str, node: Map, where: Where) -> Intent:
+def _intent(name: str, node: Map) -> Intent:
     what = f"intent '{name}'"
     node.check_keys(what, (), ("examples", "keywords", "commands"))
     examples: dict[str, tuple[str, ...]] = {}
@@ -95,11 +95,11 @@ def _intent(name: str, node: Map, where: Where) -> Intent:
             raise at.error(f"command '{command}' must be one word starting with '/', such as /start")
         commands.append(command.casefold())
     if not (examples or keywords or commands):
-        raise where.error(f"{what} needs at least one of examples, keywords, commands")
-    return Intent(name, where, examples, tuple(keywords), tuple(commands))
+        raise node.where.error(f"{what} needs at least one of examples, keywords, commands")
+    return Intent(name, node.where, examples, tuple(keywords), tuple(commands))
 
 
-def _flow(name: str, node: Map, where: Where) -> Flow:
+def _flow(name: str, node: Map) -> Flow:
     what = f"flow '{name}'"
     node.check_keys(what, ("steps",), ("trigger",))
     raw_steps = node["steps"]
@@ -113,7 +113,7 @@ def _flow(name: str, node: Map, where: Where) -> Flow:
                 raise step.where.error(f"duplicate step id '{step.id}' in {what}")
             ids[step.id] = index
     triggers = tuple(Ref(intent, at) for intent, at in node.names("trigger", what))
-    return Flow(name, where, steps, triggers, ids)
+    return Flow(name, node.where, steps, triggers, ids)
 
 
 def _step(raw: Any, where: Where) -> Step:
@@ -125,10 +125,9 @@ def _step(raw: Any, where: Where) -> Step:
         raise where.error("a step must be a mapping such as 'say: text_name'")
     kinds = [key for key in raw if key in STEP_KINDS]
     if not kinds:
-        unknown = next((key for key in raw if key != "id"), "")
-        raise raw.at(unknown).error(
-            f"unknown step kind '{unknown}' (expected one of {', '.join(STEP_KINDS)})"
-        )
+        unknown = next((key for key in raw if key != "id"), None)
+        problem = f"unknown step kind '{unknown}'" if unknown else "a step without a kind"
+        raise raw.at(unknown or "id").error(f"{problem} (expected one of {', '.join(STEP_KINDS)})")
     if len(kinds) > 1:
         raise raw.at(kinds[1]).error(f"a step does one thing; found both '{kinds[0]}' and '{kinds[1]}'")
     step_id = raw.optional_text("id", "a step")
@@ -230,17 +229,17 @@ def _buttons(node: Map, what: str) -> tuple[ButtonSpec, ...]:
     return tuple(buttons)
 
 
-def _text(name: str, node: Map, where: Where) -> Text:
+def _text(name: str, node: Map) -> Text:
     what = f"text '{name}'"
     if "en" not in node:
-        raise where.error(f"{what} is missing required key 'en'")
+        raise node.where.error(f"{what} is missing required key 'en'")
     by_language = {}
     for language in node:
         at = node.at(language)
         _language(language, at)
         source = node.text(language, what)
         by_language[language] = compile_template(source, at, f"{what} ({language})")
-    return Text(name, where, by_language)
+    return Text(name, node.where, by_language)
 
 
 def _fallback(node: Map) -> Fallback:

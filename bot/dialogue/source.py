@@ -15,7 +15,8 @@ from bot.dialogue.errors import DialogError, Where
 
 
 class Map(dict[str, Any]):
-    """A YAML mapping; `where` is its first line, `at(key)` the line of one key."""
+    """A YAML mapping; `where` is the line that introduces it (its key, or its `-` in a list), `at(key)`
+    the line of one of its keys."""
 
     def __init__(self, where: Where) -> None:
         super().__init__()
@@ -67,9 +68,8 @@ class Map(dict[str, Any]):
 class Seq(list[Any]):
     """A YAML list; `item_where[i]` is the line of item i."""
 
-    def __init__(self, where: Where) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.where = where
         self.item_where: list[Where] = []
 
 
@@ -91,14 +91,17 @@ def _construct_map(loader: _Loader, node: yaml.Node) -> Map:
         key = key_node.value
         if key in result:
             raise where.error(f"duplicate key '{key}'")
-        result[key] = loader.construct_object(value_node, deep=True)
+        value = loader.construct_object(value_node, deep=True)
+        if isinstance(value, Map):  # "flow 'x' is missing 'steps'" should point at `x:`, not inside it
+            value.where = where
+        result[key] = value
         result.key_where[key] = where
     return result
 
 
 def _construct_seq(loader: _Loader, node: yaml.Node) -> Seq:
     assert isinstance(node, yaml.SequenceNode)
-    result = Seq(_where(loader, node))
+    result = Seq()
     for item in node.value:
         result.append(loader.construct_object(item, deep=True))
         result.item_where.append(_where(loader, item))
@@ -115,19 +118,20 @@ def read(path: Path) -> Map | None:
         source = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DialogError(f"{path}:1: not UTF-8 text ({exc.reason})") from exc
-    loader = _Loader(source)
-    loader.path = path
     try:
-        data = loader.get_single_data()
+        loader = _Loader(source)  # the reader already rejects control characters here
+        loader.path = path
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise DialogError(f"{path}:{line}: YAML syntax error: {exc.problem or exc.context}") from exc
-    except yaml.YAMLError as exc:  # reader errors (control characters) carry a character offset
-        offset = getattr(exc, "position", 0)
-        raise DialogError(f"{path}:{source.count(chr(10), 0, offset) + 1}: YAML error: {exc}") from exc
-    finally:
-        loader.dispose()
+    except yaml.YAMLError as exc:  # a reader error carries a character offset instead of a mark
+        line = source.count("\n", 0, getattr(exc, "position", 0)) + 1
+        raise DialogError(f"{path}:{line}: YAML syntax error: {str(exc).splitlines()[0]}") from exc
     if data is None or data == "":
         return None
     if not isinstance(data, Map):

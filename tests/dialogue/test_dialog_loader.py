@@ -46,6 +46,12 @@ def test_the_base_loads(base: Path, tmp_path: Path) -> None:
     assert Engine.load(tmp_path) is not None
 
 
+def test_control_character_is_a_syntax_error(base: Path, write: Write, tmp_path: Path) -> None:
+    bad = write("b.yaml", 'texts:\n  bye: {en: "Bye\x07"}\n')
+    message = "unacceptable character #x0007: special characters are not allowed"
+    assert load_error(tmp_path) == f"{bad}:2: YAML syntax error: {message}"
+
+
 def test_yaml_syntax_error(base: Path, write: Write, tmp_path: Path) -> None:
     bad = write(
         "b.yaml",
@@ -100,6 +106,18 @@ def test_missing_required_key(base: Path, write: Write, tmp_path: Path) -> None:
         """,
     )
     assert load_error(tmp_path) == f"{bad}:5: ask step is missing required key 'prompt'"
+
+
+def test_flow_without_steps_points_at_its_name(base: Path, write: Write, tmp_path: Path) -> None:
+    bad = write(
+        "b.yaml",
+        """
+        flows:
+          other:
+            trigger: greet
+        """,
+    )
+    assert load_error(tmp_path) == f"{bad}:2: flow 'other' is missing required key 'steps'"
 
 
 def test_text_without_english(base: Path, write: Write, tmp_path: Path) -> None:
@@ -292,7 +310,7 @@ def test_fallback_is_required_once(write: Write, tmp_path: Path) -> None:
     assert load_error(tmp_path) == f"{tmp_path}: no file defines a 'fallback'"
     base = write("a.yaml", BASE)
     bad = write("b.yaml", "fallback:\n  say: hello\n  handoff: hello\n")
-    assert load_error(tmp_path) == f"{bad}:2: fallback is defined twice (first at {base}:14)"
+    assert load_error(tmp_path) == f"{bad}:1: fallback is defined twice (first at {base}:13)"
 
 
 def test_scalars_stay_text(base: Path, write: Write, tmp_path: Path) -> None:
