@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
@@ -54,6 +54,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.sandboxed = frozenset(c for c in ("telegram", "sms", "whatsapp", "viber") if s.sandbox(c))
         self.store = ContextStore(self.redis, s.context.history_cap)
         self.ingest = Ingest(self.redis, self.store, s.pipeline.partitions, s.pipeline.dedupe_ttl_seconds)
         self.settings = self._with_sandbox(s)
@@ -65,7 +66,7 @@ class Hub:
 
     @property
     def sandbox_channels(self) -> list[str]:
-        return [c for c in self.connectors if self.settings.sandbox(c)]
+        return [c for c in self.connectors if c in self.sandboxed]
 
     def _with_sandbox(self, s: Settings) -> Settings:
         """Point channels without credentials at the built-in emulators (mounted by the API)."""
@@ -73,21 +74,25 @@ class Hub:
         telegram, twilio, viber = s.telegram, s.twilio, s.viber
         if s.sandbox("telegram"):
             telegram = telegram.model_copy(update={"api_base": f"{base}/telegram",
-                                                   "webhook_secret": SANDBOX_TELEGRAM_SECRET})
+                                                   "webhook_secret": SecretStr(SANDBOX_TELEGRAM_SECRET)})
         if s.sandbox("sms"):
-            twilio = twilio.model_copy(update={"api_base": f"{base}/twilio", "account_sid": SANDBOX_TWILIO_SID,
-                                               "sms_from": "+15005550006", "whatsapp_from": "+14155238886"})
+            twilio = twilio.model_copy(update={
+                "api_base": f"{base}/twilio", "account_sid": SANDBOX_TWILIO_SID,
+                "auth_token": SecretStr(SANDBOX_TWILIO_TOKEN), "sms_from": "+15005550006",
+                "whatsapp_from": "+14155238886",
+            })
         if s.sandbox("viber"):
-            viber = viber.model_copy(update={"api_base": f"{base}/viber"})
+            viber = viber.model_copy(update={"api_base": f"{base}/viber", "auth_token": SecretStr(SANDBOX_VIBER_TOKEN)})
         return s.model_copy(update={"telegram": telegram, "twilio": twilio, "viber": viber})
 
-    def _secret(self, value: Any, sandbox_value: str) -> str:
-        return value.get_secret_value() if value is not None else sandbox_value
+    @staticmethod
+    def _secret(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value is not None else ""
 
     def _build_connectors(self) -> None:
         s = self.settings
         if s.telegram.enabled:
-            token = self._secret(s.telegram.bot_token, SANDBOX_TELEGRAM_TOKEN)
+            token = self._secret(s.telegram.bot_token) or SANDBOX_TELEGRAM_TOKEN
             self.connectors["telegram"] = self.webhooks["telegram"] = TelegramConnector(s.telegram, token)
         if s.twilio.enabled:
             status_url = f"{self.public_url}/webhooks/twilio/status"
@@ -99,7 +104,7 @@ class Hub:
             if first is not None:
                 self.webhooks["twilio"] = first
         if s.viber.enabled:
-            token = self._secret(s.viber.auth_token, SANDBOX_VIBER_TOKEN)
+            token = self._secret(s.viber.auth_token)
             self.connectors["viber"] = self.webhooks["viber"] = ViberConnector(s.viber, token)
 
     def build_emulators(self) -> dict[str, Starlette]:
@@ -109,16 +114,16 @@ class Hub:
         from bot.sandbox.viber_api import create_viber_emulator
 
         s, hooks = self.settings, f"{self.public_url}/webhooks"
-        if "telegram" in self.connectors and s.sandbox("telegram"):
+        if "telegram" in self.connectors and "telegram" in self.sandboxed:
             self.emulators["telegram"] = create_telegram_emulator(
                 SANDBOX_TELEGRAM_TOKEN, webhook_url=f"{hooks}/telegram", webhook_secret=SANDBOX_TELEGRAM_SECRET
             )
-        if "twilio" in self.webhooks and s.sandbox("sms"):
+        if "twilio" in self.webhooks and "sms" in self.sandboxed:
             self.emulators["twilio"] = create_twilio_emulator(
-                SANDBOX_TWILIO_SID, self._secret(s.twilio.auth_token, SANDBOX_TWILIO_TOKEN),
+                SANDBOX_TWILIO_SID, self._secret(s.twilio.auth_token),
                 webhook_url=f"{hooks}/twilio",
             )
-        if "viber" in self.connectors and s.sandbox("viber"):
+        if "viber" in self.connectors and "viber" in self.sandboxed:
             self.emulators["viber"] = create_viber_emulator(SANDBOX_VIBER_TOKEN, webhook_url=f"{hooks}/viber")
         return self.emulators
 
@@ -130,7 +135,7 @@ class Hub:
         from bot.dialogue import demo_actions  # noqa: F401  registers the demo shop's actions
 
         for name, connector in self.connectors.items():
-            register = self.run_api and self.settings.public_url is not None and not self.settings.sandbox(name)
+            register = self.run_api and self.settings.public_url is not None and not name in self.sandboxed
             await connector.start(self.public_url if register else None)
         if self.run_api and self._polls_telegram():
             telegram = self.connectors["telegram"]
@@ -142,7 +147,7 @@ class Hub:
     def _polls_telegram(self) -> bool:
         """A real bot token and no public URL: Telegram cannot reach us, so we ask it (getUpdates)."""
         s = self.settings
-        return "telegram" in self.connectors and not s.sandbox("telegram") and s.public_url is None
+        return "telegram" in self.connectors and "telegram" not in self.sandboxed and s.public_url is None
 
     async def _run_workers(self) -> None:
         s = self.settings
