@@ -3,8 +3,9 @@
 """
 
 from bot.dialogue.actions import ActionContext, ActionResult, action, validator
-from bot.dialogue.engine import DialogState, Engine, Turn, TurnResult
+from bot.dialogue.engine import Engine
 from bot.dialogue.errors import DialogError
+from bot.dialogue.turn import DialogState, Turn, TurnResult
 
 __all__ = [
     "ActionContext",

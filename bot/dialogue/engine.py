@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from jinja2.environment import TemplateExpression
-from pydantic import BaseModel, Field
 
 from bot.dialogue.actions import ActionContext
 from bot.dialogue.loader import FLOW_PAYLOAD, Dialogs, load_dialogs
@@ -34,41 +33,13 @@ from bot.dialogue.spec import (
     Say,
     SetAttributes,
 )
+from bot.dialogue.turn import DialogState, Turn, TurnResult
 from bot.models import Button, Reply
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 MAX_STEPS = 100  # steps one turn may run: a goto loop fails (and hands off) instead of spinning
-
-
-class DialogState(BaseModel):
-    """Where a conversation stands; the caller persists it as JSON between turns."""
-
-    flow: str | None = None
-    step: str | None = None  # id (or index) of the `ask` step waiting for an answer
-    slots: dict[str, str] = Field(default_factory=dict)
-    misses: int = 0  # consecutive messages the bot did not understand
-
-
-@dataclass(frozen=True)
-class Turn:
-    text: str | None
-    payload: str | None
-    language: str | None
-    state: DialogState
-    channel: str
-    contact: Mapping[str, Any]  # {"id", "name", "phone", "attributes": {str: str}, "tags": [str]}
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    replies: list[Reply]
-    state: DialogState
-    language: str
-    set_attributes: dict[str, str]
-    handoff: str | None  # "requested" (or a handoff step's reason), "fallback", "error"; else None
-    intent: str | None
 
 
 class _Broken(Exception):
@@ -168,9 +139,8 @@ class Engine:
         if value is not None:
             return await self._answer(waiting, value, run)
         intent = self._matcher.match(answer)
-        flow = self._d.starts.get(intent) if intent is not None else None
-        if flow is not None and flow != waiting.flow.name:  # the customer changed the subject
-            return await self._start_intent(intent, waiting, run)
+        if intent is not None and self._d.starts.get(intent, waiting.flow.name) != waiting.flow.name:
+            return await self._start_intent(intent, waiting, run)  # the customer changed the subject
         await self._miss(waiting, run)
 
     async def _start_intent(self, intent: str | None, waiting: _Waiting | None, run: _Run) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot.dialogue.errors import Where
@@ -40,15 +40,15 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LANGUAGE = re.compile(r"[a-z]{2}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Part:
     """What one file defines."""
 
-    imports: list[Ref] = field(default_factory=list)
-    intents: list[Intent] = field(default_factory=list)
-    flows: list[Flow] = field(default_factory=list)
-    texts: list[Text] = field(default_factory=list)
-    fallback: Fallback | None = None
+    imports: list[Ref]
+    intents: list[Intent]
+    flows: list[Flow]
+    texts: list[Text]
+    fallback: Fallback | None
 
 
 def parse(doc: Map) -> Part:
