@@ -23,6 +23,7 @@ DIALOGS = """
         examples: {en: [what is the weather like]}
       loop: {commands: [/loop]}
       boom: {commands: [/boom]}
+      fragile: {commands: [/fragile]}
       evil: {commands: [/evil]}
 
     flows:
@@ -82,6 +83,12 @@ DIALOGS = """
         steps:
           - say: before
           - action: t_boom
+      fragile:
+        trigger: fragile
+        steps:
+          - ask: anything
+            prompt: ask_size
+            validator: t_fragile
       evil:
         trigger: evil
         steps:
@@ -131,6 +138,11 @@ async def t_boom(ctx: ActionContext) -> ActionResult:
 @validator("t_size")
 def t_size(answer: str) -> str | None:
     return {"s": "small", "m": "medium", "small": "small", "medium": "medium"}.get(answer.strip().casefold())
+
+
+@validator("t_fragile")
+def t_fragile(answer: str) -> str | None:
+    raise ValueError("validators should not raise, but this one does")
 
 
 @pytest.fixture
@@ -274,6 +286,13 @@ async def test_a_failing_action_hands_off_after_what_was_said(chat) -> None:
     assert [r.text for r in result.replies] == ["Let me check.", "Something broke; a colleague will help."]
     assert result.handoff == "error"
     assert result.state == DialogState()
+
+
+async def test_a_failing_validator_hands_off(chat) -> None:
+    await chat.send("/fragile")
+    result = await chat.send("M")
+    assert [r.text for r in result.replies] == ["Something broke; a colleague will help."]
+    assert result.handoff == "error"
 
 
 async def test_a_goto_loop_is_stopped(chat) -> None:
