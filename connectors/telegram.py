@@ -126,8 +126,12 @@ class TelegramConnector:
         Called once the events are stored. A failure only leaves a spinner on the customer's screen,
         so it is logged, never raised.
         """
-        query_ids = [e.provider_id.removeprefix(CALLBACK_PREFIX) for e in events if _is_callback(e)]
+        presses = [e.provider_id for e in events if e.provider_id.startswith(CALLBACK_PREFIX)]
+        query_ids = [provider_id.removeprefix(CALLBACK_PREFIX) for provider_id in presses]
         if not query_ids:
+            return
+        if self._bot is None:
+            log.warning("cannot answer callback queries %s: the connector is not started", query_ids)
             return
         results = await asyncio.gather(
             *(self.bot.answer_callback_query(callback_query_id=qid) for qid in query_ids),
@@ -249,11 +253,8 @@ def _message_event(update_id: int, message: Message) -> InboundEvent | None:
     if message.text and (start := _START.match(message.text)):
         text, start_param = "/start", start.group("param")
     attachments = _attachments(message)
-    location = (
-        Location(latitude=message.location.latitude, longitude=message.location.longitude)
-        if message.location
-        else None
-    )
+    place = message.location
+    location = Location(latitude=place.latitude, longitude=place.longitude) if place else None
     contact_phone = message.contact.phone_number if message.contact else None
     if not (text or attachments or location or contact_phone):
         return None  # service messages (pins, joins) are not something a customer said
@@ -328,10 +329,6 @@ def _callback_data(button: Button) -> str:
     return data.decode("utf-8", errors="ignore")
 
 
-def _is_callback(event: InboundEvent) -> bool:
-    return event.provider_id.startswith(CALLBACK_PREFIX)
-
-
 def _explain(exc: ValidationError) -> str:
     error = exc.errors()[0]
     if error["type"] == "json_invalid":
@@ -348,9 +345,8 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        task.cancel()  # a no-op when it is done
+        await asyncio.gather(task, stopped, return_exceptions=True)
     return None if task.cancelled() else task.result()
 
 

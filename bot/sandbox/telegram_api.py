@@ -46,6 +46,11 @@ Method = Callable[[Params, Request], Awaitable[Any]]
 _JSON_PARAMS = ("reply_markup", "allowed_updates")  # sent as JSON strings inside form bodies
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _STALE_QUERY = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+_WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
+_USER_FIELDS = {"first_name", "last_name", "username", "language_code"}
 _FAULT_TEXT = {
     400: "Bad Request: chat not found",
     401: "Unauthorized",
@@ -217,8 +222,7 @@ class TelegramEmulator:
 
     async def _get_updates(self, params: Params, request: Request) -> list[Params]:
         if self.webhook_url:
-            raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
-                                "use deleteWebhook to delete the webhook first")
+            raise ApiError(409, _WEBHOOK_CONFLICT)
         offset = int(params.get("offset") or 0)
         # An offset confirms (forgets) the updates below it; a negative one keeps the last -offset.
         if offset < 0:
@@ -266,8 +270,7 @@ class TelegramEmulator:
             raise ControlError("bad /_/inbound request: user_id is required (or a whole update)")
         chat_id = spec.user_id
         user = self._users.setdefault(chat_id, {"id": chat_id, "is_bot": False, "first_name": "Sandbox"})
-        user.update(spec.model_dump(include={"first_name", "last_name", "username", "language_code"},
-                                    exclude_none=True))
+        user.update(spec.model_dump(include=_USER_FIELDS, exclude_none=True))
         self._last_update_id += 1
         update: Params = {"update_id": self._last_update_id}
         if spec.callback_data is not None:
