@@ -1,6 +1,7 @@
-"""What the Twilio and Viber emulators share: injected faults, signed webhook delivery with one HTTP
-client, delayed status callbacks, the `/_/outbox` and `/_/faults` control routes, and `serve()` to run
-an emulator (or any ASGI app) on a real loopback port inside the current event loop.
+"""What the Twilio and Viber emulators share: the `Emulator` base (outbox, injected faults, the
+`/_/outbox` and `/_/faults` control routes, JSON errors), webhook delivery with one HTTP client and
+delayed status callbacks (`Courier`), and `serve()` to run an emulator (or any ASGI app) on a real
+loopback port inside the current event loop.
 
 Only the provider's wire format and its signature differ between emulators; those stay in
 `twilio_api.py` and `viber_api.py`.
@@ -19,6 +20,7 @@ import httpx
 import orjson
 import uvicorn
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -106,7 +108,7 @@ class Courier:
                 await asyncio.sleep(delay)
                 try:
                     await post(step)
-                except httpx.HTTPError as exc:  # the hub is down or gone: a real provider gives up too
+                except (httpx.HTTPError, ControlError) as exc:  # no hub (any more): a provider gives up too
                     log.warning("emulator could not post %s callback: %r", step, exc)
 
         task = asyncio.create_task(run())
@@ -119,7 +121,7 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 
 
 async def read_model(request: Request, model: type[M]) -> M:
-    """The control body as `model`; `ControlError` (400) says which field is wrong."""
+    """The control body as `model`; a `ControlError` (400) says which field is wrong."""
     try:
         return model.model_validate_json(await request.body() or b"{}")
     except ValidationError as exc:
@@ -129,12 +131,24 @@ async def read_model(request: Request, model: type[M]) -> M:
 
 
 class ControlError(Exception):
-    def response(self) -> Response:
-        return json_response({"error": str(self)}, 400)
+    """A control request refused; answered `{"error": message}` with `status`."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-def hub_answer(response: httpx.Response) -> dict[str, Any]:
-    """How the hub answered a webhook: status and body (JSON when it is JSON, else text, None if empty)."""
+async def _control_error(request: Request, exc: Exception) -> Response:
+    return json_response({"error": str(exc)}, exc.status if isinstance(exc, ControlError) else 500)
+
+
+async def hub_answer(delivery: Awaitable[httpx.Response]) -> dict[str, Any]:
+    """How the hub answered a webhook: its status and body (JSON when it is JSON, else text, None if
+    empty); status None and the error when the hub could not be reached."""
+    try:
+        response = await delivery
+    except httpx.HTTPError as exc:
+        return {"status": None, "body": None, "error": repr(exc)}
     body: Any = None
     if response.content:
         try:
@@ -144,30 +158,55 @@ def hub_answer(response: httpx.Response) -> dict[str, Any]:
     return {"status": response.status_code, "body": body}
 
 
-def control_routes(outbox: Outbox, faults: Faults) -> list[Route]:
-    """`GET /_/outbox[/{user_id}]?after=SEQ&wait=SECONDS` and `POST /_/faults`, as the Telegram emulator."""
+def relayed(answer: dict[str, Any], **ids: Any) -> Response:
+    """A control route's answer to a post it relayed to the hub: 502 when the hub was unreachable."""
+    return json_response({**ids, **answer}, 502 if answer["status"] is None else 200)
 
-    async def read_outbox(request: Request) -> Response:
+
+class Emulator:
+    """What every emulator holds: the hub's webhook URL, the outbox, pending faults and the courier;
+    and the control routes over them, shaped as the Telegram emulator's."""
+
+    def __init__(self, webhook_url: str | None, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.webhook_url = webhook_url
+        self.outbox = Outbox()
+        self.faults = Faults()
+        self.courier = Courier(transport)
+
+    def hook(self) -> str:
+        if not self.webhook_url:
+            raise ControlError("no webhook URL: give the emulator webhook_url (or set one)", 409)
+        return self.webhook_url
+
+    def app(self, routes: list[Route]) -> Starlette:
+        """The ASGI app: `routes`, `/_/outbox[/{user_id}]?after=SEQ&wait=SECONDS` and `/_/faults`.
+        `app.state.emulator` is this object. Mounted inside another app, run the lifespan there
+        (`app.router.lifespan_context(app)`)."""
+        control = [
+            Route("/_/outbox", self.read_outbox, methods=["GET"]),
+            Route("/_/outbox/{user_id}", self.read_outbox, methods=["GET"]),
+            Route("/_/faults", self.set_fault, methods=["POST"]),
+        ]
+        app = Starlette(
+            routes=[*routes, *control],
+            lifespan=self.courier.lifespan,
+            exception_handlers={ControlError: _control_error},
+        )
+        app.state.emulator = self
+        return app
+
+    async def read_outbox(self, request: Request) -> Response:
         user_id = request.path_params.get("user_id")
         after = int(request.query_params.get("after", 0))
         wait = float(request.query_params.get("wait", 0))
-        items = outbox.after(user_id, after)
+        items = self.outbox.after(user_id, after)
         if not items and wait > 0:
-            items = await unless_disconnected(request, outbox.wait(user_id, after, wait), wait) or []
+            items = await unless_disconnected(request, self.outbox.wait(user_id, after, wait), wait) or []
         return json_response({"items": [sent.as_json() for sent in items]})
 
-    async def set_fault(request: Request) -> Response:
-        try:
-            faults.add(await read_model(request, Fault))
-        except ControlError as exc:
-            return exc.response()
+    async def set_fault(self, request: Request) -> Response:
+        self.faults.add(await read_model(request, Fault))
         return json_response({"ok": True})
-
-    return [
-        Route("/_/outbox", read_outbox, methods=["GET"]),
-        Route("/_/outbox/{user_id}", read_outbox, methods=["GET"]),
-        Route("/_/faults", set_fault, methods=["POST"]),
-    ]
 
 
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T], seconds: float) -> T | None:

@@ -34,15 +34,14 @@ from twilio.request_validator import RequestValidator
 from bot.rendering import sms_info
 from bot.sandbox.emulator_kit import (
     ControlError,
-    Courier,
+    Emulator,
     Fault,
-    Faults,
-    control_routes,
     hub_answer,
     json_response,
     read_model,
+    relayed,
 )
-from bot.sandbox.outbox import Outbox, Sent
+from bot.sandbox.outbox import Sent
 
 API_VERSION = "2010-04-01"
 WHATSAPP = "whatsapp:"
@@ -96,7 +95,7 @@ class TwilioError(Exception):
         return json_response({**body, "status": self.status}, self.status, self.headers)
 
 
-class TwilioEmulator:
+class TwilioEmulator(Emulator):
     def __init__(
         self,
         account_sid: str,
@@ -108,16 +107,9 @@ class TwilioEmulator:
         numbers: dict[str, str],
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
-        self.account_sid, self.webhook_url = account_sid, webhook_url
-        self.status_url_default, self.status_delay, self.auto_read = (
-            status_url_default,
-            status_delay,
-            auto_read,
-        )
-        self.numbers = numbers
-        self.outbox = Outbox()
-        self.faults = Faults()
-        self.courier = Courier(transport)
+        super().__init__(webhook_url, transport)
+        self.account_sid, self.status_url_default = account_sid, status_url_default
+        self.status_delay, self.auto_read, self.numbers = status_delay, auto_read, numbers
         self._credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
         self._validator = RequestValidator(auth_token)
 
@@ -243,18 +235,9 @@ class TwilioEmulator:
 
     # --- the customers' side (control routes) ----------------------------------------------------
     async def inbound(self, request: Request) -> Response:
-        try:
-            spec = await read_model(request, _Inbound)
-        except ControlError as exc:
-            return exc.response()
-        if not self.webhook_url:
-            return json_response({"error": "no webhook URL: create the emulator with webhook_url"}, 409)
-        form = self._inbound_form(spec)
-        try:
-            answer = hub_answer(await self._post(self.webhook_url, form))
-        except httpx.HTTPError as exc:
-            return json_response({"message_sid": form["MessageSid"], "status": None, "error": repr(exc)}, 502)
-        return json_response({"message_sid": form["MessageSid"], **answer})
+        form = self._inbound_form(await read_model(request, _Inbound))
+        answer = await hub_answer(self._post(self.hook(), form))
+        return relayed(answer, message_sid=form["MessageSid"])
 
     def _inbound_form(self, spec: _Inbound) -> dict[str, str]:
         """The form Twilio posts for an incoming SMS or WhatsApp message."""
@@ -289,19 +272,12 @@ class TwilioEmulator:
         return form
 
     async def read(self, request: Request) -> Response:
-        try:
-            spec = await read_model(request, _Read)
-        except ControlError as exc:
-            return exc.response()
-        sent = self.outbox.find(spec.sid)
+        sid = (await read_model(request, _Read)).sid
+        sent = self.outbox.find(sid)
         url = sent and (sent.raw.get("StatusCallback") or self.status_url_default)
         if sent is None or not url:
-            return json_response({"error": f"no message {spec.sid} with a status callback"}, 404)
-        try:
-            answer = hub_answer(await self._report(sent, "read", url))
-        except httpx.HTTPError as exc:
-            return json_response({"sid": spec.sid, "status": None, "error": repr(exc)}, 502)
-        return json_response({"sid": spec.sid, **answer})
+            raise ControlError(f"no message {sid} with a status callback", 404)
+        return relayed(await hub_answer(self._report(sent, "read", url)), sid=sid)
 
 
 def create_twilio_emulator(
@@ -319,8 +295,9 @@ def create_twilio_emulator(
     """The emulator as an ASGI app; `app.state.emulator` is the `TwilioEmulator` (with its `outbox`).
 
     `webhook_url` is where inbound messages are posted (and signed for); `status_url_default` stands
-    in for a number's configured status URL when a send gives no `StatusCallback`. Mounted inside
-    another app, run its lifespan there (`app.router.lifespan_context(app)`).
+    in for a number's configured status URL when a send gives no `StatusCallback`; `transport` can
+    deliver to the hub in-process (`httpx.ASGITransport(hub_app)`). Mounted inside another app, run
+    its lifespan there (`app.router.lifespan_context(app)`).
     """
     emulator = TwilioEmulator(
         account_sid,
@@ -332,15 +309,15 @@ def create_twilio_emulator(
         {"sms": sms_number, "whatsapp": whatsapp_number},
         transport,
     )
-    routes = [
-        Route(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", emulator.create_message, methods=["POST"]),
-        Route("/_/inbound", emulator.inbound, methods=["POST"]),
-        Route("/_/read", emulator.read, methods=["POST"]),
-        *control_routes(emulator.outbox, emulator.faults),
-    ]
-    app = Starlette(routes=routes, lifespan=emulator.courier.lifespan)
-    app.state.emulator = emulator
-    return app
+    return emulator.app(
+        [
+            Route(
+                f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", emulator.create_message, methods=["POST"]
+            ),
+            Route("/_/inbound", emulator.inbound, methods=["POST"]),
+            Route("/_/read", emulator.read, methods=["POST"]),
+        ]
+    )
 
 
 def _sid(prefix: str) -> str:

@@ -31,16 +31,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.sandbox.emulator_kit import (
-    ControlError,
-    Courier,
-    Faults,
-    control_routes,
-    hub_answer,
-    json_response,
-    read_model,
-)
-from bot.sandbox.outbox import Outbox, Sent
+from bot.sandbox.emulator_kit import ControlError, Emulator, hub_answer, json_response, read_model, relayed
+from bot.sandbox.outbox import Sent
 from connectors.viber import BUTTON_PREFIX, EVENT_TYPES
 
 Params = dict[str, Any]
@@ -53,6 +45,7 @@ _STATUS_MESSAGE = {
     4: "missingData",
     5: "receiverNotRegistered",
     6: "receiverNotSubscribed",
+    10: "webhookNotSet",
     12: "tooManyRequests",
 }
 _MAX_TEXT = 7000
@@ -88,7 +81,7 @@ class _Read(BaseModel):
     message_token: int
 
 
-class ViberEmulator:
+class ViberEmulator(Emulator):
     def __init__(
         self,
         auth_token: str,
@@ -98,14 +91,12 @@ class ViberEmulator:
         bot_name: str,
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
-        self.webhook_url, self.event_types = webhook_url, list(EVENT_TYPES)
+        super().__init__(webhook_url, transport)
+        self.event_types = list(EVENT_TYPES)
         self.status_delay, self.auto_read, self.bot_name = status_delay, auto_read, bot_name
         self.users: dict[str, Params] = {}  # who may be messaged: subscribed, or wrote to the bot
-        self.outbox = Outbox()
-        self.faults = Faults()
-        self.courier = Courier(transport)
         self._key = auth_token.encode()
-        self._tokens = itertools.count(int(time.time() * 1000) * 1000)  # 19-digit ints, as Viber's
+        self._tokens = itertools.count(int(time.time() * 1000) * 1_000_000)  # 19-digit ints, as Viber's
         self.methods: dict[str, Callable[[Params], Awaitable[Params]]] = {
             "send_message": self._send_message,
             "set_webhook": self._set_webhook,
@@ -144,6 +135,8 @@ class ViberEmulator:
             raise ViberRefusal(3, f"unsupported message type {kind!r}")
         if text and len(text) > _MAX_TEXT:
             raise ViberRefusal(3, "text is too long")
+        if not self.webhook_url:
+            raise ViberRefusal(10)
         if receiver not in self.users:
             raise ViberRefusal(6)
         token = next(self._tokens)
@@ -190,8 +183,7 @@ class ViberEmulator:
         sent.status = "read" if event == "seen" else event
         callback = {"event": event, "timestamp": _now(), "chat_hostname": CHAT_HOSTNAME}
         return await self._post(
-            self.webhook_url or "",
-            {**callback, "message_token": int(sent.provider_id), "user_id": sent.user_id},
+            self.hook(), {**callback, "message_token": int(sent.provider_id), "user_id": sent.user_id}
         )
 
     async def _post(self, url: str, callback: Params) -> httpx.Response:
@@ -202,32 +194,17 @@ class ViberEmulator:
 
     # --- the customers' side (control routes) ----------------------------------------------------
     async def inbound(self, request: Request) -> Response:
-        if not self.webhook_url:
-            return json_response(
-                {"error": "no webhook URL: create the emulator with one or set_webhook"}, 409
-            )
-        try:
-            spec = await read_model(request, _Inbound)
-            callback = self._callback(spec)
-        except ControlError as exc:
-            return exc.response()
+        url = self.hook()
+        spec = await read_model(request, _Inbound)
+        callback = self._callback(spec)
         token = callback["message_token"]
-        try:
-            answer = hub_answer(await self._post(self.webhook_url, callback))
-        except httpx.HTTPError as exc:
-            return json_response({"message_token": token, "status": None, "error": repr(exc)}, 502)
+        answer = await hub_answer(self._post(url, callback))
         welcome = answer["body"]
         if spec.event == "conversation_started" and isinstance(welcome, dict) and welcome.get("type"):
             # Viber shows the answer to conversation_started as the bot's welcome message.
-            await self.outbox.record(
-                {
-                    "user_id": spec.user_id,
-                    "text": welcome.get("text"),
-                    "provider_id": str(token),
-                    "raw": welcome,
-                }
-            )
-        return json_response({"message_token": token, **answer})
+            record = {"user_id": spec.user_id, "text": welcome.get("text"), "provider_id": str(token)}
+            await self.outbox.record({**record, "raw": welcome})
+        return relayed(answer, message_token=token)
 
     def _callback(self, spec: _Inbound) -> Params:
         """The callback JSON Viber posts for what the customer did; the emulator's subscribers follow."""
@@ -247,20 +224,11 @@ class ViberEmulator:
         return {**head, "sender": user, "message": _message(spec), "silent": False}
 
     async def read(self, request: Request) -> Response:
-        try:
-            spec = await read_model(request, _Read)
-        except ControlError as exc:
-            return exc.response()
-        sent = self.outbox.find(str(spec.message_token))
-        if sent is None or not self.webhook_url:
-            return json_response({"error": f"no message {spec.message_token}, or no webhook"}, 404)
-        try:
-            answer = hub_answer(await self._report(sent, "seen"))
-        except httpx.HTTPError as exc:
-            return json_response(
-                {"message_token": spec.message_token, "status": None, "error": repr(exc)}, 502
-            )
-        return json_response({"message_token": spec.message_token, **answer})
+        token = (await read_model(request, _Read)).message_token
+        sent = self.outbox.find(str(token))
+        if sent is None:
+            raise ControlError(f"no message {token}", 404)
+        return relayed(await hub_answer(self._report(sent, "seen")), message_token=token)
 
 
 def create_viber_emulator(
@@ -274,18 +242,18 @@ def create_viber_emulator(
 ) -> Starlette:
     """The emulator as an ASGI app; `app.state.emulator` is the `ViberEmulator` (with its `outbox`).
 
-    Mounted inside another app, run its lifespan there (`app.router.lifespan_context(app)`).
+    `webhook_url` is where callbacks go until the hub calls `set_webhook`; `transport` can deliver to
+    the hub in-process (`httpx.ASGITransport(hub_app)`). Mounted inside another app, run its lifespan
+    there (`app.router.lifespan_context(app)`).
     """
     emulator = ViberEmulator(auth_token, webhook_url, status_delay, auto_read, bot_name, transport)
-    routes = [
-        Route("/_/inbound", emulator.inbound, methods=["POST"]),
-        Route("/_/read", emulator.read, methods=["POST"]),
-        *control_routes(emulator.outbox, emulator.faults),
-        Route("/{method}", emulator.api, methods=["POST"]),
-    ]
-    app = Starlette(routes=routes, lifespan=emulator.courier.lifespan)
-    app.state.emulator = emulator
-    return app
+    return emulator.app(
+        [
+            Route("/_/inbound", emulator.inbound, methods=["POST"]),
+            Route("/_/read", emulator.read, methods=["POST"]),
+            Route("/{method}", emulator.api, methods=["POST"]),
+        ]
+    )
 
 
 def _message(spec: _Inbound) -> Params:

@@ -219,7 +219,7 @@ Wire = tuple[ViberEmulator, ViberConnector]
 
 @pytest.fixture
 async def wire() -> AsyncIterator[Wire]:
-    app = create_viber_emulator(TOKEN, webhook_url=None, status_delay=60)
+    app = create_viber_emulator(TOKEN, webhook_url=HOOK, status_delay=60)  # statuses never come
     emulator: ViberEmulator = app.state.emulator
     emulator.users[CUSTOMER] = {"id": CUSTOMER, "name": "Anna Smith"}  # she has written to the bot
     async with serve(app) as base:
@@ -314,7 +314,7 @@ async def test_network_error_is_retryable() -> None:
 
 
 async def test_wrong_token_is_refused() -> None:
-    app = create_viber_emulator(TOKEN, webhook_url=None)
+    app = create_viber_emulator(TOKEN, webhook_url=HOOK)
     async with serve(app) as base:
         connector = make_connector(base, token="wrong")
         await connector.start(None)

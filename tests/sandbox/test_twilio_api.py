@@ -142,7 +142,8 @@ async def test_message_resource(setup: Setup) -> None:
 async def test_authentication(
     setup: Setup, auth: tuple[str, str] | None, path: str, status: int, code: int
 ) -> None:
-    answer = await setup.api.post(path, data={"To": CUSTOMER, "From": "+15005550006", "Body": "x"}, auth=auth)
+    form = {"To": CUSTOMER, "From": "+15005550006", "Body": "x"}
+    answer = await setup.api.post(path, data=form, auth=auth or httpx.USE_CLIENT_DEFAULT)
     assert (answer.status_code, answer.json()["code"], answer.json()["status"]) == (status, code, status)
 
 
