@@ -137,18 +137,17 @@ class ControlError(Exception):
         super().__init__(message)
         self.status = status
 
+    def response(self) -> Response:
+        return json_response({"error": str(self)}, self.status)
+
 
 async def _control_error(request: Request, exc: Exception) -> Response:
-    return json_response({"error": str(exc)}, exc.status if isinstance(exc, ControlError) else 500)
+    assert isinstance(exc, ControlError)  # the app registers this handler for ControlError only
+    return exc.response()
 
 
-async def hub_answer(delivery: Awaitable[httpx.Response]) -> dict[str, Any]:
-    """How the hub answered a webhook: its status and body (JSON when it is JSON, else text, None if
-    empty); status None and the error when the hub could not be reached."""
-    try:
-        response = await delivery
-    except httpx.HTTPError as exc:
-        return {"status": None, "body": None, "error": repr(exc)}
+def hub_answer(response: httpx.Response) -> dict[str, Any]:
+    """How the hub answered a webhook: status and body (JSON when it is JSON, else text, None if empty)."""
     body: Any = None
     if response.content:
         try:
@@ -156,6 +155,14 @@ async def hub_answer(delivery: Awaitable[httpx.Response]) -> dict[str, Any]:
         except ValueError:
             body = response.text
     return {"status": response.status_code, "body": body}
+
+
+async def ask_hub(delivery: Awaitable[httpx.Response]) -> dict[str, Any]:
+    """`hub_answer` of a post still to make; status None and the error when the hub is unreachable."""
+    try:
+        return hub_answer(await delivery)
+    except httpx.HTTPError as exc:
+        return {"status": None, "body": None, "error": repr(exc)}
 
 
 def relayed(answer: dict[str, Any], **ids: Any) -> Response:

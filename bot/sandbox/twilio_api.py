@@ -36,7 +36,7 @@ from bot.sandbox.emulator_kit import (
     ControlError,
     Emulator,
     Fault,
-    hub_answer,
+    ask_hub,
     json_response,
     read_model,
     relayed,
@@ -236,7 +236,7 @@ class TwilioEmulator(Emulator):
     # --- the customers' side (control routes) ----------------------------------------------------
     async def inbound(self, request: Request) -> Response:
         form = self._inbound_form(await read_model(request, _Inbound))
-        answer = await hub_answer(self._post(self.hook(), form))
+        answer = await ask_hub(self._post(self.hook(), form))
         return relayed(answer, message_sid=form["MessageSid"])
 
     def _inbound_form(self, spec: _Inbound) -> dict[str, str]:
@@ -277,7 +277,7 @@ class TwilioEmulator(Emulator):
         url = sent and (sent.raw.get("StatusCallback") or self.status_url_default)
         if sent is None or not url:
             raise ControlError(f"no message {sid} with a status callback", 404)
-        return relayed(await hub_answer(self._report(sent, "read", url)), sid=sid)
+        return relayed(await ask_hub(self._report(sent, "read", url)), sid=sid)
 
 
 def create_twilio_emulator(

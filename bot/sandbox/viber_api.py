@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.sandbox.emulator_kit import ControlError, Emulator, hub_answer, json_response, read_model, relayed
+from bot.sandbox.emulator_kit import ControlError, Emulator, ask_hub, json_response, read_model, relayed
 from bot.sandbox.outbox import Sent
 from connectors.viber import BUTTON_PREFIX, EVENT_TYPES
 
@@ -198,7 +198,7 @@ class ViberEmulator(Emulator):
         spec = await read_model(request, _Inbound)
         callback = self._callback(spec)
         token = callback["message_token"]
-        answer = await hub_answer(self._post(url, callback))
+        answer = await ask_hub(self._post(url, callback))
         welcome = answer["body"]
         if spec.event == "conversation_started" and isinstance(welcome, dict) and welcome.get("type"):
             # Viber shows the answer to conversation_started as the bot's welcome message.
@@ -228,7 +228,7 @@ class ViberEmulator(Emulator):
         sent = self.outbox.find(str(token))
         if sent is None:
             raise ControlError(f"no message {token}", 404)
-        return relayed(await hub_answer(self._report(sent, "seen")), message_token=token)
+        return relayed(await ask_hub(self._report(sent, "seen")), message_token=token)
 
 
 def create_viber_emulator(
