@@ -1,0 +1,127 @@
+"""Kill a worker with SIGKILL in the middle of a stream of messages.
+
+Real processes (`omnihub api` + 2 x `omnihub worker`), real Redis, Telegram through the emulator.
+Every accepted message must be answered, in order per conversation, and exactly once — except the
+replies that were in flight to the provider inside the killed process (pending on its outbound
+streams at the moment of the kill), which the hub sends again because no provider can tell it
+whether they arrived (see docs/architecture.md, "Nothing doubled").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from bot.context import keys
+from bot.redis_server import free_port
+from bot.sandbox.client import SandboxClient
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+USERS = [str(500_000 + i) for i in range(16)]
+ROUNDS = 30
+PARTITIONS = 8
+
+
+def start(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def ready(url: str, procs: list[subprocess.Popen[bytes]], redis: Redis) -> None:
+    async with httpx.AsyncClient() as http:
+        deadline = time.monotonic() + 90  # three processes importing aiogram at once on two cores
+        while time.monotonic() < deadline:
+            for proc in procs:
+                assert proc.poll() is None, (proc.stderr.read() if proc.stderr else b"").decode()[-3000:]
+            try:
+                api_up = (await http.get(f"{url}/readyz")).status_code == 200
+            except httpx.HTTPError:
+                api_up = False
+            owners = {await redis.get(keys.lease(p)) for p in range(PARTITIONS)}
+            if api_up and None not in owners and len(owners) == 2:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError("hub did not come up with two workers sharing the partitions")
+
+
+async def test_sigkill_worker_mid_stream(redis: Redis, redis_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "omnihub.yaml"
+    config.write_text(f"pipeline: {{partitions: {PARTITIONS}, lease_seconds: 1, batch: 16}}\n")
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "OMNIHUB_PORT": str(port), "OMNIHUB_CONFIG": str(config),
+           "OMNIHUB_DIALOGS": str(ROOT / "tests" / "pipeline" / "echo_dialogs")}
+    for name in list(env):
+        if name.startswith(("TELEGRAM_", "TWILIO_", "VIBER_")):
+            del env[name]
+    api, victim, survivor = start("api", env), start("worker", env), start("worker", env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await ready(url, [api, victim, survivor], redis)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            client = SandboxClient(http)
+            await asyncio.gather(*(client.send("telegram", u, "/start") for u in USERS))
+            in_doubt: set[str] = set()
+            for round_ in range(ROUNDS):
+                answers = await asyncio.gather(*(client.send("telegram", u, f"{u}-{round_}") for u in USERS))
+                assert all(a["status"] == 200 for a in answers)
+                if round_ == ROUNDS // 3:
+                    in_doubt = await kill_and_list_in_doubt(redis, victim)
+                await asyncio.sleep(0.02)
+            received = {u: await wait_for(client, u, ROUNDS + 1) for u in USERS}
+        assert victim.wait(5) == -signal.SIGKILL
+        for user, texts in received.items():
+            expected = ["echo"] + [f"echo {user}-{r}" for r in range(ROUNDS)]
+            deduplicated = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1] or t not in in_doubt]
+            assert deduplicated == expected, f"conversation {user}: {texts}"
+            doubled = len(texts) - len(deduplicated)
+            assert doubled <= len(in_doubt)
+        for p in range(PARTITIONS):  # the survivor took every partition, and nothing is left pending
+            assert await redis.get(keys.lease(p)) is not None
+            assert (await redis.xpending(keys.inbound(p), keys.GROUP))["pending"] == 0
+    finally:
+        for proc in (api, victim, survivor):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (api, victim, survivor):
+            proc.wait(10)
+            if proc.stderr:
+                proc.stderr.close()
+
+
+async def kill_and_list_in_doubt(redis: Redis, victim: subprocess.Popen[bytes]) -> set[str]:
+    """SIGKILL the worker; return the texts of replies it had taken from its outbound streams."""
+    owner_of = {p: await redis.get(keys.lease(p)) for p in range(PARTITIONS)}
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(5)
+    victim_id = next(o for o in owner_of.values() if o and o.split(":")[1] == str(victim.pid))
+    texts: set[str] = set()
+    for p, owner in owner_of.items():
+        if owner != victim_id:
+            continue
+        for entry in await redis.xpending_range(keys.outbound(p), keys.GROUP, min="-", max="+", count=10_000):
+            for _, fields in await redis.xrange(keys.outbound(p), entry["message_id"], entry["message_id"]):
+                texts.add(json.loads(fields["m"])["reply"]["text"])
+    return texts
+
+
+async def wait_for(client: SandboxClient, user: str, count: int) -> list[str]:
+    deadline = time.monotonic() + 30
+    texts: list[str] = []
+    while time.monotonic() < deadline:
+        texts = [m["text"] for m in await client.replies("telegram", user)]
+        if len(texts) >= count:
+            await asyncio.sleep(0.5)  # a late duplicate would show up now
+            return [m["text"] for m in await client.replies("telegram", user)]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"conversation {user} got {len(texts)} of {count} replies: {texts}")
