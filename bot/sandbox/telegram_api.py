@@ -31,18 +31,19 @@ from starlette.routing import Route
 
 from bot.sandbox.emulator_kit import (
     ControlError,
-    Courier,
+    Emulator,
     Fault,
     Faults,
-    hub_answer,
+    ask_hub,
     json_response,
     read_model,
+    relayed,
     unless_disconnected,
 )
-from bot.sandbox.outbox import Outbox
 
 Params = dict[str, Any]
 Method = Callable[[Params, Request], Awaitable[Any]]
+_SENDS = {"sendmessage", "sendphoto", "senddocument"}  # what a fault without a method applies to
 _JSON_PARAMS = ("reply_markup", "allowed_updates")  # sent as JSON strings inside form bodies
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _STALE_QUERY = "Bad Request: query is too old and response timeout expired or query ID is invalid"
@@ -82,7 +83,7 @@ class ApiError(Exception):
 
 
 class _MethodFault(Fault):
-    method: str = "sendMessage"
+    method: str | None = None
 
 
 class _Point(BaseModel):
@@ -106,7 +107,7 @@ class _Inbound(BaseModel):
     update: Params | None = None
 
 
-class TelegramEmulator:
+class TelegramEmulator(Emulator):
     """One emulated bot: its webhook, the updates waiting for `getUpdates`, its chats, what it sent."""
 
     def __init__(
@@ -117,14 +118,13 @@ class TelegramEmulator:
         bot_username: str,
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
-        self.token, self.webhook_url, self.webhook_secret = token, webhook_url, webhook_secret
+        super().__init__(webhook_url, transport)
+        self.token, self.webhook_secret = token, webhook_secret
         digits = token.partition(":")[0]
         bot_id = int(digits) if digits.isdigit() else 1
         self.me: Params = {"id": bot_id, "is_bot": True, "first_name": "Omnihub", "username": bot_username}
-        self.outbox = Outbox()
-        self.courier = Courier(transport)
         self.answered_callbacks: list[str] = []
-        self.faults: dict[str, Faults] = defaultdict(Faults)  # by lower-case method name
+        self.method_faults: dict[str, Faults] = defaultdict(Faults)  # by lower-case method name
         self._pending: list[Params] = []
         self._update_queued = asyncio.Condition()
         self._last_update_id = 0
@@ -153,7 +153,10 @@ class TelegramEmulator:
         if method is None:
             return ApiError(404, "Not Found: method not found").response()
         try:
-            if fault := self.faults[name].take():
+            fault = self.method_faults[name].take() if name in self.method_faults else None
+            if fault is None and name in _SENDS:
+                fault = self.faults.take()
+            if fault is not None:
                 raise ApiError.of(fault)
             return json_response({"ok": True, "result": await method(await _params(request), request)})
         except ApiError as error:
@@ -240,10 +243,7 @@ class TelegramEmulator:
 
     # --- the customers' side (control routes) ----------------------------------------------------
     async def inbound(self, request: Request) -> Response:
-        try:
-            update = self._update_from(await read_model(request, _Inbound))
-        except ControlError as exc:
-            return exc.response()
+        update = self._update_from(await read_model(request, _Inbound))
         update_id = update["update_id"]
         if not self.webhook_url:
             self._pending.append(update)
@@ -253,11 +253,8 @@ class TelegramEmulator:
         headers = {"content-type": "application/json"}
         if self.webhook_secret:
             headers["x-telegram-bot-api-secret-token"] = self.webhook_secret
-        try:
-            answer = hub_answer(await self.courier.post(self.webhook_url, orjson.dumps(update), headers))
-        except httpx.HTTPError as exc:
-            return json_response({"update_id": update_id, "status": None, "error": repr(exc)}, 502)
-        return json_response({"update_id": update_id, **answer})
+        answer = await ask_hub(self.courier.post(self.webhook_url, orjson.dumps(update), headers))
+        return relayed(answer, update_id=update_id)
 
     def _update_from(self, spec: _Inbound) -> Params:
         """A real `Update` for what the customer did: wrote, pressed a button, shared a contact or place."""
@@ -308,21 +305,11 @@ class TelegramEmulator:
         }
 
     async def set_fault(self, request: Request) -> Response:
-        try:
-            fault = await read_model(request, _MethodFault)
-        except ControlError as exc:
-            return exc.response()
-        self.faults[fault.method.lower()].add(fault)
+        """`{"method": "sendMessage", "status": 429, "retry_after": 1, "times": 2}`; with no method
+        the fault applies to the next sends (sendMessage, sendPhoto, sendDocument)."""
+        fault = await read_model(request, _MethodFault)
+        (self.method_faults[fault.method.lower()] if fault.method else self.faults).add(fault)
         return json_response({"ok": True})
-
-    async def read_outbox(self, request: Request) -> Response:
-        user_id = request.path_params.get("user_id")
-        after = int(request.query_params.get("after", 0))
-        wait = float(request.query_params.get("wait", 0))
-        items = self.outbox.after(user_id, after)
-        if not items and wait > 0:
-            items = await unless_disconnected(request, self.outbox.wait(user_id, after, wait), wait) or []
-        return json_response({"items": [sent.as_json() for sent in items]})
 
     async def read_webhook(self, request: Request) -> Response:
         return json_response({"url": self.webhook_url, "secret_token": self.webhook_secret})
@@ -345,14 +332,9 @@ def create_telegram_emulator(
     routes = [
         Route("/bot{token}/{method}", emulator.bot_api, methods=["GET", "POST"]),
         Route("/_/inbound", emulator.inbound, methods=["POST"]),
-        Route("/_/faults", emulator.set_fault, methods=["POST"]),
-        Route("/_/outbox", emulator.read_outbox, methods=["GET"]),
-        Route("/_/outbox/{user_id}", emulator.read_outbox, methods=["GET"]),
         Route("/_/webhook", emulator.read_webhook, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=emulator.courier.lifespan)
-    app.state.emulator = emulator
-    return app
+    return emulator.app(routes)
 
 
 async def _params(request: Request) -> Params:

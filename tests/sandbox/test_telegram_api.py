@@ -247,3 +247,21 @@ async def test_outbox_long_poll(setup: Setup) -> None:
 async def test_bad_inbound_requests_say_why(setup: Setup, body: dict[str, Any]) -> None:
     answer = await setup.api.post("/_/inbound", json=body)
     assert answer.status_code == 400 and answer.json()["error"].startswith("bad /_/inbound request")
+
+
+async def test_a_fault_without_a_method_fails_the_next_send(setup: Setup) -> None:
+    assert (await setup.api.post("/_/faults", json={"status": 502})).status_code == 200
+    assert (await setup.call("getMe")).status_code == 200
+    failed = await setup.call("sendPhoto", chat_id=CUSTOMER, photo="https://cdn.example/p.jpg")
+    assert (failed.status_code, failed.json()["description"]) == (502, "Bad Gateway")
+    assert (
+        await setup.call("sendPhoto", chat_id=CUSTOMER, photo="https://cdn.example/p.jpg")
+    ).status_code == 200
+
+
+async def test_an_unreachable_hub_is_reported_as_502() -> None:
+    app = create_telegram_emulator(TOKEN, webhook_url="http://127.0.0.1:9/webhooks/telegram")
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as api:
+        answer = await api.post("/_/inbound", json={"user_id": CUSTOMER, "text": "anyone?"})
+    assert answer.status_code == 502
+    assert answer.json()["update_id"] == 1 and answer.json()["status"] is None and answer.json()["error"]
