@@ -16,7 +16,7 @@ import asyncio
 import math
 import re
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -123,7 +123,7 @@ class TelegramEmulator(Emulator):
         digits = token.partition(":")[0]
         bot_id = int(digits) if digits.isdigit() else 1
         self.me: Params = {"id": bot_id, "is_bot": True, "first_name": "Omnihub", "username": bot_username}
-        self.answered_callbacks: list[str] = []
+        self.answered_callbacks: deque[str] = deque(maxlen=1000)  # the latest, for tests to look at
         self.method_faults: dict[str, Faults] = defaultdict(Faults)  # by lower-case method name
         self._pending: list[Params] = []
         self._update_queued = asyncio.Condition()

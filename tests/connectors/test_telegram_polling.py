@@ -75,7 +75,7 @@ async def test_poll_delivers_each_update_once_and_confirms_it(hub: Hub) -> None:
     assert (hi.text, hi.provider_id, hi.user_name, hi.language) == ("hi", str(first), "Anna", "en")
     assert (contact.contact_phone, contact.provider_id) == ("+79991234567", str(second))
     assert press.payload == "order:1001" and press.user_id == CUSTOMER
-    await eventually(lambda: hub.emulator.answered_callbacks == [press.provider_id.removeprefix("cb:")])
+    await eventually(lambda: list(hub.emulator.answered_callbacks) == [press.provider_id.removeprefix("cb:")])
 
     stop.set()
     await asyncio.wait_for(polling, 5)
