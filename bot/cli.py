@@ -126,6 +126,20 @@ async def _work(settings: Settings) -> None:
 
 
 @app.command()
+def emulators(
+    port: Annotated[int, typer.Option(help="port to serve the emulators on")] = 9090,
+    hub: Annotated[str, typer.Option(help="the hub's public URL, where the emulators post webhooks")] = (
+        "http://127.0.0.1:8080"),
+) -> None:
+    """Serve the Telegram, Twilio and Viber emulators on their own (point the *_API_BASE settings here)."""
+    from bot.sandbox.emulators import create_emulators, standalone_app
+
+    typer.echo(f"emulators on http://127.0.0.1:{port}/emulator/{{telegram,twilio,viber}} -> webhooks at {hub}")
+    uvicorn.run(standalone_app(create_emulators(hub)), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)
+
+
+@app.command()
 def chat(
     channel: Annotated[str, typer.Option(help="telegram | whatsapp | viber | sms")] = "telegram",
     user: Annotated[str | None, typer.Option(help="the customer's id on that channel")] = None,

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+import httpx
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from bot.pipeline.partitions import PartitionLeases
 from bot.pipeline.sender import Sender
 from bot.pipeline.turns import TurnHandler
 from bot.pipeline.worker import Worker
+from bot.sandbox import emulators as sandbox
 from bot.settings import Settings
 from connectors.base import Connector
 from connectors.telegram import TelegramConnector
@@ -32,11 +34,6 @@ from connectors.viber import ViberConnector
 
 log = logging.getLogger(__name__)
 
-SANDBOX_TELEGRAM_TOKEN = "123456789:sandbox-token"
-SANDBOX_TWILIO_SID = "AC" + "0" * 32
-SANDBOX_TWILIO_TOKEN = "sandbox-twilio-token"
-SANDBOX_VIBER_TOKEN = "sandbox-viber-token"
-SANDBOX_TELEGRAM_SECRET = "sandbox-webhook-secret"
 
 
 @dataclass
@@ -74,15 +71,15 @@ class Hub:
         telegram, twilio, viber = s.telegram, s.twilio, s.viber
         if s.sandbox("telegram"):
             telegram = telegram.model_copy(update={"api_base": f"{base}/telegram",
-                                                   "webhook_secret": SecretStr(SANDBOX_TELEGRAM_SECRET)})
+                                                   "webhook_secret": SecretStr(sandbox.TELEGRAM_SECRET)})
         if s.sandbox("sms"):
             twilio = twilio.model_copy(update={
-                "api_base": f"{base}/twilio", "account_sid": SANDBOX_TWILIO_SID,
-                "auth_token": SecretStr(SANDBOX_TWILIO_TOKEN), "sms_from": "+15005550006",
-                "whatsapp_from": "+14155238886",
+                "api_base": f"{base}/twilio", "account_sid": sandbox.TWILIO_SID,
+                "auth_token": SecretStr(sandbox.TWILIO_TOKEN), "sms_from": sandbox.TWILIO_SMS_FROM,
+                "whatsapp_from": sandbox.TWILIO_WHATSAPP_FROM,
             })
         if s.sandbox("viber"):
-            viber = viber.model_copy(update={"api_base": f"{base}/viber", "auth_token": SecretStr(SANDBOX_VIBER_TOKEN)})
+            viber = viber.model_copy(update={"api_base": f"{base}/viber", "auth_token": SecretStr(sandbox.VIBER_TOKEN)})
         return s.model_copy(update={"telegram": telegram, "twilio": twilio, "viber": viber})
 
     @staticmethod
@@ -92,7 +89,7 @@ class Hub:
     def _build_connectors(self) -> None:
         s = self.settings
         if s.telegram.enabled:
-            token = self._secret(s.telegram.bot_token) or SANDBOX_TELEGRAM_TOKEN
+            token = self._secret(s.telegram.bot_token) or sandbox.TELEGRAM_TOKEN
             self.connectors["telegram"] = self.webhooks["telegram"] = TelegramConnector(s.telegram, token)
         if s.twilio.enabled:
             status_url = f"{self.public_url}/webhooks/twilio/status"
@@ -109,40 +106,44 @@ class Hub:
 
     def build_emulators(self) -> dict[str, Starlette]:
         """The provider emulators for channels in sandbox mode, to be mounted under /emulator."""
-        from bot.sandbox.telegram_api import create_telegram_emulator
-        from bot.sandbox.twilio_api import create_twilio_emulator
-        from bot.sandbox.viber_api import create_viber_emulator
-
-        s, hooks = self.settings, f"{self.public_url}/webhooks"
-        if "telegram" in self.connectors and "telegram" in self.sandboxed:
-            self.emulators["telegram"] = create_telegram_emulator(
-                SANDBOX_TELEGRAM_TOKEN, webhook_url=f"{hooks}/telegram", webhook_secret=SANDBOX_TELEGRAM_SECRET
-            )
-        if "twilio" in self.webhooks and "sms" in self.sandboxed:
-            self.emulators["twilio"] = create_twilio_emulator(
-                SANDBOX_TWILIO_SID, self._secret(s.twilio.auth_token),
-                webhook_url=f"{hooks}/twilio",
-            )
-        if "viber" in self.connectors and "viber" in self.sandboxed:
-            self.emulators["viber"] = create_viber_emulator(SANDBOX_VIBER_TOKEN, webhook_url=f"{hooks}/viber")
+        wanted = {"telegram": "telegram", "sms": "twilio", "whatsapp": "twilio", "viber": "viber"}
+        providers = {wanted[c] for c in self.connectors if c in self.sandboxed}
+        self.emulators = sandbox.create_emulators(self.public_url, sorted(providers))
         return self.emulators
 
     async def start(self) -> None:
-        """Open clients; the API side registers webhooks (or starts Telegram long polling).
+        """Open clients, then (once the server answers) register webhooks and start working.
 
-        Sandbox emulators are built already pointing at our webhooks, so nothing is registered for them.
+        Registration waits for our own `/healthz` because Viber checks a webhook URL the moment it is
+        set. Sandbox emulators are built pointing at our webhooks, so nothing is registered for them.
         """
-        from bot.dialogue import demo_actions  # noqa: F401  registers the demo shop's actions
-
+        registering = {name for name in self.connectors
+                       if self.run_api and self.settings.public_url and name not in self.sandboxed}
         for name, connector in self.connectors.items():
-            register = self.run_api and self.settings.public_url is not None and not name in self.sandboxed
-            await connector.start(self.public_url if register else None)
+            if name not in registering:
+                await connector.start(None)
+        self._tasks.append(asyncio.create_task(self._go_live(registering), name="go-live"))
+
+    async def _go_live(self, registering: set[str]) -> None:
+        if registering:
+            await self._until_serving()
+            for name in registering:
+                await self.connectors[name].start(self.public_url)
+                log.info("%s webhook registered at %s", name, self.public_url)
         if self.run_api and self._polls_telegram():
             telegram = self.connectors["telegram"]
             assert isinstance(telegram, TelegramConnector)
             self._tasks.append(asyncio.create_task(telegram.poll(self.accept, self._stop), name="telegram-poll"))
         if self.run_workers:
-            self._tasks.append(asyncio.create_task(self._run_workers(), name="workers"))
+            await self._run_workers()
+
+    async def _until_serving(self) -> None:
+        async with httpx.AsyncClient() as http:
+            for _ in range(600):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{self.settings.local_url}/healthz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
 
     def _polls_telegram(self) -> bool:
         """A real bot token and no public URL: Telegram cannot reach us, so we ask it (getUpdates)."""

@@ -15,6 +15,7 @@ from bot.api import contacts, conversations, webhooks
 from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
+from bot.sandbox import emulators as sandbox
 from bot.settings import Settings
 
 
@@ -27,10 +28,10 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                                max_connections=512)
         hub = Hub(settings, redis, run_api=True, run_workers=run_workers)
         app.state.hub = hub
-        async with contextlib.AsyncExitStack() as stack:
-            for name, emulator in hub.build_emulators().items():
-                app.mount(f"/emulator/{name}", emulator)
-                await stack.enter_async_context(emulator.router.lifespan_context(emulator))
+        emulators = hub.build_emulators()
+        for name, emulator in emulators.items():
+            app.mount(f"/emulator/{name}", emulator)
+        async with sandbox.running(emulators):
             await hub.start()
             try:
                 yield

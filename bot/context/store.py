@@ -6,8 +6,8 @@ history entries, in one MULTI — never the whole blob (the mistake of Rasa's tr
 
 Profile hash fields: `name`, `phone`, `lang`, `pref` (preferred channel), `created`,
 `i:<channel>:<user id>` (identities, value = first seen), `seen:<channel>` (last inbound),
-`a:<attribute>`, `t:<tag>`. Conversation hash fields: `mode` (bot | queued | assigned | resolved), `ch`/`uid` (where the customer wrote
-last; replies go there), `st` (dialog state JSON), `opt` (numbered options on offer), `last` (the
+`a:<attribute>`, `t:<tag>`. Conversation hash fields: `mode` (bot | queued | assigned | resolved),
+`ch`/`uid` (where the customer wrote last; replies go there), `st` (dialog state JSON), `opt` (numbered options on offer), `last` (the
 last inbound stream entry whose effects are saved — how a replay after a crash is recognised), `at`.
 """
 

@@ -68,4 +68,5 @@ class SandboxClient:
         )
         response.raise_for_status()
         items: list[dict[str, Any]] = response.json()["items"]
-        return items
+        # one Twilio number serves SMS and WhatsApp: the emulator records which one each message took
+        return [m for m in items if m.get("raw", {}).get("channel", channel) == channel]

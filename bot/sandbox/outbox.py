@@ -59,9 +59,9 @@ class Outbox:
         pool = self._by_user.get(user_id, []) if user_id else itertools.chain(*self._by_user.values())
         return sorted((s for s in pool if s.seq > seq), key=lambda s: s.seq)
 
-    async def wait(self, user_id: str | None, seq: int, timeout: float) -> list[Sent]:
-        """New messages after `seq`, waiting up to `timeout` seconds for the first one."""
-        deadline = time.monotonic() + timeout
+    async def wait(self, user_id: str | None, seq: int, seconds: float) -> list[Sent]:
+        """New messages after `seq`, waiting up to `seconds` for the first one."""
+        deadline = time.monotonic() + seconds
         while not (found := self.after(user_id, seq)):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
