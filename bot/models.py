@@ -24,6 +24,7 @@ class Frozen(BaseModel):
 
 class EventKind(StrEnum):
     message = "message"
+    opened = "opened"  # the customer opened the chat (Viber conversation_started): nothing may be sent yet
     status = "status"
     subscribed = "subscribed"
     unsubscribed = "unsubscribed"

@@ -7,10 +7,9 @@ Two Viber particularities shape this module:
   inbound text starting with "btn:" is a button press (`payload` set, `text` None).
 - `conversation_started` (the customer opened the chat, maybe through a deep link carrying `context`)
   is not a subscription: the bot may not message that customer yet, except by answering this one
-  webhook with a welcome message in the HTTP response. `parse` turns it into a message event with no
-  text whose `provider_id` starts with "cs:" and whose `start_param` is the deep-link context; the
-  pipeline uses only its `start_param` (and the name/language), and `answer()` sees the "cs:" id and
-  returns the welcome message.
+  webhook with a welcome message in the HTTP response. `parse` turns it into an `opened` event whose
+  `start_param` is the deep-link context; the pipeline never replies to it, and `answer()` returns
+  the welcome message.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from bot.settings import ConfigError, ViberSettings
 from connectors.base import BadPayload, BadSignature, SendError, WebhookAnswer, WebhookRequest
 
 BUTTON_PREFIX = "btn:"
-WELCOME_PREFIX = "cs:"
 EVENT_TYPES = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]
 CAPABILITIES = Capabilities(
     max_text=7000,
@@ -195,10 +193,10 @@ class ViberConnector:
         started = event == "conversation_started"
         return [
             InboundEvent(
-                kind=EventKind.message if started else EventKind.subscribed,
+                kind=EventKind.opened if started else EventKind.subscribed,
                 channel="viber",
                 user_id=user.id,
-                provider_id=f"{WELCOME_PREFIX}{token}" if started else token,
+                provider_id=token,
                 user_name=user.name,
                 language=user.language,
                 start_param=(callback.context or None) if started else None,
@@ -208,7 +206,7 @@ class ViberConnector:
 
     def answer(self, events: list[InboundEvent]) -> WebhookAnswer:
         """The welcome message for `conversation_started` (see the module docstring); empty otherwise."""
-        if any(event.provider_id.startswith(WELCOME_PREFIX) for event in events):
+        if any(event.kind is EventKind.opened for event in events):
             welcome = {"sender": self._sender(), "type": "text", "text": self._settings.welcome_text}
             return WebhookAnswer(json.dumps(welcome, ensure_ascii=False).encode())
         return WebhookAnswer()

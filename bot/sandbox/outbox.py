@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ class Outbox:
     def __init__(self, keep_per_user: int = 500) -> None:
         self._seq = itertools.count(1)
         self._by_user: dict[str, list[Sent]] = defaultdict(list)
+        self._recent: deque[Sent] = deque(maxlen=100_000)  # all users, newest last: cheap "what is new"
         self._keep = keep_per_user
         self._changed = asyncio.Condition()
         self.total = 0
@@ -43,6 +44,7 @@ class Outbox:
         messages = self._by_user[sent.user_id]
         messages.append(sent)
         del messages[: -self._keep]
+        self._recent.append(sent)
         self.total += 1
         async with self._changed:
             self._changed.notify_all()
@@ -56,8 +58,13 @@ class Outbox:
         return None
 
     def after(self, user_id: str | None, seq: int) -> list[Sent]:
-        pool = self._by_user.get(user_id, []) if user_id else itertools.chain(*self._by_user.values())
-        return sorted((s for s in pool if s.seq > seq), key=lambda s: s.seq)
+        pool = self._by_user.get(user_id, []) if user_id else self._recent
+        newer: list[Sent] = []
+        for sent in reversed(pool):  # both pools are in seq order: walk back only over what is new
+            if sent.seq <= seq:
+                break
+            newer.append(sent)
+        return newer[::-1]
 
     async def wait(self, user_id: str | None, seq: int, seconds: float) -> list[Sent]:
         """New messages after `seq`, waiting up to `seconds` for the first one."""

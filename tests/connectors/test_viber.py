@@ -61,9 +61,9 @@ def test_conversation_started_carries_the_deep_link_and_asks_for_a_welcome() -> 
     connector = make_connector()
     [event] = connector.parse(signed((PAYLOADS / "conversation_started.json").read_bytes()))
     assert (event.kind, event.user_id, event.provider_id) == (
-        EventKind.message,
+        EventKind.opened,
         CUSTOMER,
-        "cs:5741311803571721087",
+        "5741311803571721087",
     )
     assert (event.start_param, event.text, event.user_name, event.language) == (
         "link-7Hq2xZ_9",

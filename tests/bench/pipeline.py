@@ -1,0 +1,285 @@
+"""End-to-end pipeline benchmark: provider webhook in -> reply received by the provider emulator.
+
+    .venv/bin/python tests/bench/pipeline.py [--mix telegram|all] [--seconds 10] [--rate 500]
+
+Starts a throwaway Redis, the provider emulators in their own process (`omnihub emulators`), and the
+hub in "live" mode against them — first as one `omnihub run` process, then as `omnihub api` +
+2 x `omnihub worker`. The load generator posts real, signed provider webhooks straight to the hub
+(Telegram `Update`s; with `--mix all` also Twilio SMS/WhatsApp forms and Viber callbacks, in equal
+parts) and learns of each reply from the emulator's outbox. With `--mix all` the emulators also post
+delivery/read callbacks as the providers do, so the hub carries that load too. Printed per layout:
+- sustained messages/s (closed loop: each customer writes again once answered),
+- p50/p99 latency, webhook sent -> reply recorded by the emulator, at a fixed open-loop rate,
+- Redis bytes per conversation after 10 turns (whole-database delta, and the contact's own keys),
+- RSS of every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+from redis.asyncio import Redis
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bot.context import keys  # noqa: E402
+from bot.redis_server import EmbeddedRedis, free_port  # noqa: E402
+from bot.sandbox import emulators as sandbox  # noqa: E402
+
+# What customers say: the demo bot answers each with one message and never hands them to a human.
+TURNS = ["hello", "opening hours", "delivery", "привет", "часы работы", "доставка", "hi", "when are you open",
+         "delivery cost", "спасибо"]
+MIXES = {"telegram": ("telegram",), "all": ("telegram", "whatsapp", "viber", "sms")}
+
+
+@dataclass
+class Webhooks:
+    """Builds each provider's real webhook for a customer's text, signed as that provider signs."""
+
+    hub: str
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def request(self, channel: str, user: str, text: str) -> tuple[str, dict[str, str], bytes]:
+        n = next(self.ids)
+        if channel == "telegram":
+            update = {"update_id": n, "message": {
+                "message_id": n, "date": int(time.time()), "text": text,
+                "from": {"id": int(user), "is_bot": False, "first_name": "Bench"},
+                "chat": {"id": int(user), "type": "private", "first_name": "Bench"}}}
+            headers = {"content-type": "application/json",
+                       "x-telegram-bot-api-secret-token": sandbox.TELEGRAM_SECRET}
+            return "/webhooks/telegram", headers, orjson.dumps(update)
+        if channel == "viber":
+            body = orjson.dumps({"event": "message", "timestamp": int(time.time() * 1000), "message_token": n,
+                                 "sender": {"id": user, "name": "Bench"}, "message": {"type": "text", "text": text}})
+            signature = hmac.new(sandbox.VIBER_TOKEN.encode(), body, hashlib.sha256).hexdigest()
+            return "/webhooks/viber", {"content-type": "application/json",
+                                       "x-viber-content-signature": signature}, body
+        prefix = "whatsapp:" if channel == "whatsapp" else ""
+        to = sandbox.TWILIO_WHATSAPP_FROM if channel == "whatsapp" else sandbox.TWILIO_SMS_FROM
+        form = {"MessageSid": f"SM{n:032x}", "AccountSid": sandbox.TWILIO_SID, "From": prefix + user,
+                "To": prefix + to, "Body": text, "NumMedia": "0"}
+        signature = RequestValidator(sandbox.TWILIO_TOKEN).compute_signature(f"{self.hub}/webhooks/twilio", form)
+        return "/webhooks/twilio", {"content-type": "application/x-www-form-urlencoded",
+                                    "x-twilio-signature": signature}, urlencode(form).encode()
+
+
+class Customers:
+    """Customers over the channels of the mix; replies are matched to them from the emulators' outboxes."""
+
+    def __init__(self, http: httpx.AsyncClient, emulators: httpx.AsyncClient, channels: tuple[str, ...]) -> None:
+        self.http, self.emulators, self.channels = http, emulators, channels
+        self.webhooks = Webhooks(str(http.base_url).rstrip("/"))
+        self.waiting: dict[tuple[str, str], tuple[float, asyncio.Future[float]]] = {}
+        self.users = itertools.count(1)
+
+    def new(self, count: int) -> list[tuple[str, str]]:
+        made = []
+        for _ in range(count):
+            i = next(self.users)
+            channel = self.channels[i % len(self.channels)]
+            user = {"telegram": str(700_000_000 + i), "viber": f"bench-{i}"}.get(channel, f"+7999{i:07d}")
+            made.append((channel, user))
+        return made
+
+    async def turn(self, channel: str, user: str, text: str) -> float:
+        """Post the webhook, wait for the bot's reply at the emulator; returns the latency in seconds."""
+        path, headers, body = self.webhooks.request(channel, user, text)
+        future = asyncio.get_running_loop().create_future()
+        sent = time.time()
+        self.waiting[(channel, user)] = (sent, future)
+        response = await self.http.post(path, content=body, headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+        return await asyncio.wait_for(future, 30)
+
+    async def collect(self, provider: str, stop: asyncio.Event) -> None:
+        """Read every new message the hub sent through one emulator, in batches (one long poll)."""
+        seq = 0
+        while not stop.is_set():
+            response = await self.emulators.get(f"/emulator/{provider}/_/outbox", params={"after": seq, "wait": 1})
+            for item in response.json()["items"]:
+                seq = max(seq, item["seq"])
+                channel = item.get("raw", {}).get("channel") or provider
+                pending = self.waiting.pop((channel, item["user_id"]), None)
+                if pending and not pending[1].done():
+                    pending[1].set_result(item["at"] - pending[0])
+
+
+async def closed_loop(customers: Customers, count: int, seconds: float) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def customer(channel: str, user: str) -> None:
+        nonlocal done
+        for n in itertools.count():
+            if time.perf_counter() >= deadline:
+                return
+            await customers.turn(channel, user, TURNS[n % len(TURNS)])
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(customer(c, u) for c, u in customers.new(count)))
+    return done / (time.perf_counter() - started)
+
+
+async def open_loop(customers: Customers, count: int, rate: float, seconds: float) -> tuple[list[float], float]:
+    """Offer `rate` messages/s spread over `count` customers; a customer never has two in flight."""
+    people = customers.new(count)
+    latencies: list[float] = []
+    busy: set[int] = set()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, turn: int) -> None:
+        latencies.append(await customers.turn(*people[i], TURNS[turn % len(TURNS)]))
+        busy.discard(i)
+
+    started, offered = time.perf_counter(), 0
+    while (elapsed := time.perf_counter() - started) < seconds:
+        while offered < int(elapsed * rate):
+            i = offered % count
+            if i not in busy:
+                busy.add(i)
+                task = asyncio.create_task(one(i, offered // count))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            offered += 1
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*tasks)
+    return sorted(latencies), offered / seconds
+
+
+async def memory_per_conversation(redis: Redis, customers: Customers, count: int) -> tuple[float, float]:
+    """Run `count` conversations of 10 turns; Redis bytes each (whole DB delta; contact keys only)."""
+    await asyncio.sleep(6)  # let stream trimming catch up with what came before
+    before = (await redis.info("memory"))["used_memory"]
+    people = customers.new(count)
+    for text in TURNS:
+        await asyncio.gather(*(customers.turn(c, u, text) for c, u in people))
+    await asyncio.sleep(6)  # acknowledged stream entries are trimmed every 5 s
+    after = (await redis.info("memory"))["used_memory"]
+    own = 0
+    for channel, user in people[:200]:
+        cid = await redis.get(keys.identity(channel, user))
+        for key in (keys.contact(cid), keys.conversation(cid), keys.history(cid), keys.identity(channel, user)):
+            own += await redis.memory_usage(key, samples=0) or 0
+    return (after - before) / count, own / min(count, 200)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def until_ready(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(1200):
+            for p in procs:
+                if p.poll() is not None:
+                    raise SystemExit((p.stderr.read() if p.stderr else b"").decode()[-3000:])
+            try:
+                if (await http.get(url)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"{url} never answered")
+
+
+async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    await redis.flushdb()
+    hub_port, emulator_port = free_port(), free_port()
+    hub, emulator_base = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{emulator_port}/emulator"
+    env = {**os.environ, "REDIS_URL": redis_url, "OMNIHUB_PORT": str(hub_port), "OMNIHUB_PUBLIC_URL": hub,
+           "TELEGRAM_BOT_TOKEN": sandbox.TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": sandbox.TELEGRAM_SECRET,
+           "TELEGRAM_API_BASE": f"{emulator_base}/telegram", "TWILIO_ACCOUNT_SID": sandbox.TWILIO_SID,
+           "TWILIO_AUTH_TOKEN": sandbox.TWILIO_TOKEN, "TWILIO_SMS_FROM": sandbox.TWILIO_SMS_FROM,
+           "TWILIO_WHATSAPP_FROM": sandbox.TWILIO_WHATSAPP_FROM, "TWILIO_API_BASE": f"{emulator_base}/twilio",
+           "VIBER_AUTH_TOKEN": sandbox.VIBER_TOKEN, "VIBER_API_BASE": f"{emulator_base}/viber"}
+    roles = {"run": [["run"]], "split": [["api"], ["worker"], ["worker"]]}[layout]
+    emulators = spawn(["emulators", "--port", str(emulator_port), "--hub", hub], env)
+    procs = [spawn(role, env) for role in roles]
+    try:
+        await until_ready(f"http://127.0.0.1:{emulator_port}/emulator/telegram/_/webhook", [emulators])
+        await until_ready(f"{hub}/readyz", procs)
+        await asyncio.sleep(3)  # webhooks registered, workers hold their partition leases
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
+        async with httpx.AsyncClient(base_url=hub, timeout=60, limits=limits) as http, \
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{emulator_port}", timeout=60) as emulator_http:
+            customers = Customers(http, emulator_http, MIXES[args.mix])
+            stop = asyncio.Event()
+            providers = {"telegram": "telegram", "whatsapp": "twilio", "sms": "twilio", "viber": "viber"}
+            collectors = [asyncio.create_task(customers.collect(p, stop))
+                          for p in sorted({providers[c] for c in MIXES[args.mix]})]
+            await closed_loop(customers, 50, 2)  # warm-up
+            throughput = await closed_loop(customers, args.concurrency, args.seconds)
+            latencies, offered = await open_loop(customers, args.customers, args.rate, args.seconds)
+            total, own = await memory_per_conversation(redis, customers, args.memory_conversations)
+            stop.set()
+            await asyncio.gather(*collectors)
+        names = ["emulators"] + [r[0] for r in roles]
+        rss = {n: round(rss_mb(p.pid), 1) for n, p in zip(names, [emulators, *procs], strict=True)}
+    finally:
+        for p in [*procs, emulators]:
+            p.terminate()
+        for p in [*procs, emulators]:
+            p.wait(15)
+        await redis.aclose()
+    return {"layout": layout if layout == "run" else "api+2w", "throughput": throughput, "offered": offered,
+            "p50": statistics.median(latencies) * 1000, "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+            "db_bytes": total, "own_bytes": own, "rss": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mix", choices=sorted(MIXES), default="telegram")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=500, help="offered messages/s in the latency run")
+    parser.add_argument("--concurrency", type=int, default=300, help="customers in the throughput run")
+    parser.add_argument("--customers", type=int, default=2000, help="customers in the latency run")
+    parser.add_argument("--memory-conversations", type=int, default=1000)
+    parser.add_argument("--layouts", default="run,split")
+    args = parser.parse_args()
+    server = EmbeddedRedis()
+    redis_url = server.start()
+    try:
+        results = [asyncio.run(run_layout(layout, redis_url, args)) for layout in args.layouts.split(",")]
+    finally:
+        server.stop()
+    print(f"\nOmnihub pipeline benchmark: {os.cpu_count()} cores, mix {'/'.join(MIXES[args.mix])}; "
+          f"throughput: {args.concurrency} customers closed loop; latency: {args.rate:.0f} msg/s offered "
+          f"over {args.customers} customers; {args.seconds:.0f} s each")
+    print(f"{'layout':<8}{'msg/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'offered':>9}{'B/conv':>8}{'own B':>7}  RSS MB")
+    for r in results:
+        rss = ", ".join(f"{k} {v}" for k, v in r["rss"].items())
+        print(f"{r['layout']:<8}{r['throughput']:>8.0f}{r['p50']:>8.1f}{r['p99']:>8.1f}{r['offered']:>9.0f}"
+              f"{r['db_bytes']:>8.0f}{r['own_bytes']:>7.0f}  {rss}")
+
+
+if __name__ == "__main__":
+    main()
