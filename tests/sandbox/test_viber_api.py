@@ -188,7 +188,7 @@ async def test_conversation_started_is_answered_with_the_welcome(setup: Setup) -
     answer = await inbound(setup, event="conversation_started", context="link-42")
     assert answer["status"] == 200 and answer["body"]["text"] == "Welcome!"
     [event] = setup.hub.events
-    assert (event.start_param, event.provider_id) == ("link-42", f"cs:{answer['message_token']}")
+    assert (event.kind, event.start_param, event.provider_id) == ("opened", "link-42", str(answer["message_token"]))
     [welcome] = setup.emulator.outbox.after(CUSTOMER, 0)  # what the customer sees
     assert welcome.text == "Welcome!"
     with pytest.raises(Exception, match="status 6"):  # opening the chat is not subscribing
