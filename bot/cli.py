@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from bot.dialogue import DialogError, Engine
 from bot.models import Channel
 from bot.redis_server import EmbeddedRedis, RedisUnavailable
+from bot.rendering import sms_info
 from bot.sandbox.client import SandboxClient, default_user
 from bot.settings import ConfigError, Settings, load_settings
 
@@ -183,36 +184,60 @@ def _hub_running(settings: Settings) -> Iterator[None]:
             thread.join(10)
 
 
+NUMBERED: frozenset[Channel] = frozenset({"whatsapp", "sms"})  # the options come numbered in the text
+
+
 def show(message: dict[str, Any], channel: Channel) -> None:
-    typer.secho(f"bot> {message.get('text') or ''}", fg="green")
+    """One bot message as its channel shows it; an SMS with the encoding and segments it is billed by."""
+    text = message.get("text") or ""
+    typer.secho(f"bot> {text}", fg="green")
+    if channel == "sms" and text:
+        info = sms_info(text)
+        typer.secho(f"     ({info.encoding}, {info.segments} segment{'' if info.segments == 1 else 's'})", dim=True)
     for i, button in enumerate(message.get("buttons") or [], 1):
         typer.secho(f"     [#{i}] {button['title']}", fg="cyan")
 
 
+async def _say(client: SandboxClient, channel: Channel, user: str, name: str, line: str,
+               buttons: list[dict[str, str]]) -> bool:
+    """Send a line, or press button N for "#N"; say why when the emulator or the hub refuses it."""
+    number = line[1:]
+    try:
+        if line.startswith("#") and number.isdigit() and 0 < int(number) <= len(buttons):
+            answer = await client.send(channel, user, button=buttons[int(number) - 1]["payload"], name=name)
+        else:
+            answer = await client.send(channel, user, line, name=name)
+    except httpx.HTTPStatusError as exc:
+        typer.secho(f"not sent: {exc.response.text}", fg="red", err=True)
+        return False
+    if answer["status"] != 200:
+        typer.secho(f"the hub refused it: HTTP {answer['status']} {answer.get('body') or ''}", fg="red", err=True)
+        return False
+    return True
+
+
 async def _chat(url: str, channel: Channel, user: str, name: str) -> None:
-    typer.echo(f"Chatting on {channel} as {user}. Type a message; #N presses button N; Ctrl-D quits.")
+    how = "reply with an option's number" if channel in NUMBERED else "#N presses button N"
+    typer.echo(f"Chatting on {channel} as {user}. Type a message; {how}; Ctrl-D quits.")
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         client = SandboxClient(http)
         seen = max((m["seq"] for m in await client.replies(channel, user)), default=0)
         buttons: list[dict[str, str]] = []
         while True:
             try:
-                line = await asyncio.to_thread(input, "you> ")
+                line = (await asyncio.to_thread(input, "you> ")).strip()
             except (EOFError, KeyboardInterrupt):
                 typer.echo("")
                 return
-            if not line.strip():
+            if not line or not await _say(client, channel, user, name, line, buttons):
                 continue
-            pressed = line.strip()[1:]
-            if line.startswith("#") and pressed.isdigit() and 0 < int(pressed) <= len(buttons):
-                await client.send(channel, user, button=buttons[int(pressed) - 1]["payload"], name=name)
-            else:
-                await client.send(channel, user, line, name=name)
             replies = await client.replies(channel, user, seen, wait=5)
             while replies:
                 for message in replies:
                     show(message, channel)
-                    buttons = message.get("buttons") or buttons
+                    # Telegram's inline buttons stay on their message; each Viber message sets or clears the keyboard
+                    if channel == "viber" or message.get("buttons"):
+                        buttons = message.get("buttons") or []
                     seen = max(seen, message["seq"])
                 replies = await client.replies(channel, user, seen, wait=0.4)
 

@@ -16,6 +16,7 @@ from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generat
 from bot.context import keys
 from bot.hub import Hub
 from bot.sandbox import emulators as sandbox
+from bot.sandbox import page as sandbox_page
 from bot.settings import Settings
 
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(contacts.router)
     app.include_router(conversations.router)
+    app.include_router(sandbox_page.router)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:

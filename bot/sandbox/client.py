@@ -6,6 +6,7 @@ tests and the benchmark alike (the `/sandbox` page does the same from JavaScript
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +63,21 @@ class SandboxClient:
         return answer
 
     async def replies(self, channel: Channel, user: str, after: int = 0, wait: float = 0) -> list[dict[str, Any]]:
-        response = await self.http.get(
-            f"/emulator/{EMULATOR_OF[channel]}/_/outbox/{user}", params={"after": after, "wait": wait},
-            timeout=wait + 10,
-        )
-        response.raise_for_status()
-        items: list[dict[str, Any]] = response.json()["items"]
-        # one Twilio number serves SMS and WhatsApp: the emulator records which one each message took
-        return [m for m in items if m.get("raw", {}).get("channel", channel) == channel]
+        """The bot's messages to `user` on `channel` after seq `after`, waiting up to `wait` seconds for one.
+
+        One Twilio number serves SMS and WhatsApp, so a phone's outbox holds both (the emulator records
+        which channel each message took): the other channel's messages are skipped and do not end the wait.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            response = await self.http.get(
+                f"/emulator/{EMULATOR_OF[channel]}/_/outbox/{user}", params={"after": after, "wait": left},
+                timeout=left + 10,
+            )
+            response.raise_for_status()
+            items: list[dict[str, Any]] = response.json()["items"]
+            mine = [m for m in items if m.get("raw", {}).get("channel", channel) == channel]
+            if mine or not items or not left:
+                return mine
+            after = items[-1]["seq"]
