@@ -12,6 +12,11 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:{cid}:c                 | hash   | contact profile (see context.store)             |
 | omni:{cid}:v                 | hash   | current conversation                            |
 | omni:{cid}:h                 | list   | unified history, JSON entries, capped           |
+| omni:{cid}:dd                | zset   | this contact's dedupe keys, score = expiry      |
+| omni:tag:<tag>               | set    | contact ids carrying the tag                    |
+| omni:link:<code>             | string | link code -> "<cid>:<expiry>" or "used", TTL    |
+| omni:lt:<channel>:<user id>  | string | wrong link codes of an identity, TTL            |
+| omni:events                  | stream | contact lifecycle events (merged, erased...)    |
 | omni:conv:<mode>             | zset   | contact ids by mode, score = last activity      |
 | omni:in:{p<n>}               | stream | inbound events of partition n                   |
 | omni:out:{p<n>}              | stream | outbound messages of partition n                |
@@ -27,6 +32,7 @@ import zlib
 PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
 WORKERS = "omni:workers"
 GROUP = "workers"
+EVENTS = "omni:events"
 
 
 def identity(channel: str, user_id: str) -> str:
@@ -49,6 +55,22 @@ def conversation(cid: str) -> str:
 
 def history(cid: str) -> str:
     return f"omni:{{{cid}}}:h"
+
+
+def deduped(cid: str) -> str:
+    return f"omni:{{{cid}}}:dd"
+
+
+def tag(name: str) -> str:
+    return f"omni:tag:{name}"
+
+
+def link_code(code: str) -> str:
+    return f"omni:link:{code}"
+
+
+def link_tries(channel: str, user_id: str) -> str:
+    return f"omni:lt:{channel}:{user_id}"
 
 
 def by_mode(mode: str) -> str:

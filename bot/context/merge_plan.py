@@ -1,0 +1,131 @@
+"""How two contacts become one: the rules, as a pure function of what was read from Redis.
+
+- **History** and the **consent trail**: both lists merged by `at` (stable, the survivor's first on
+  ties), the newest `cap` kept — one time-ordered history.
+- **Conversation** (dialog state, mode, where replies go): the one with the latest `at` — the flow the
+  customer was in last continues. `last` (the survivor's replay marker) always stays the
+  survivor's: it names an entry of the survivor's partition stream, and the absorbed one's would make
+  the survivor skip its own pending entries.
+- **Profile**: identities (`i:`), tags (`t:`), extra phones (`p:`) and absorbed ids (`m:`) are
+  unioned; `created` and first-seen times take the earliest, `seen:<channel>` the latest; every other
+  field (name, language, phone, preferred channel, attributes) comes from the more recently active
+  contact. Consent is the exception: "out" on either side stays "out" — a refusal is never lost to a
+  merge. The losing main phone stays as `p:<phone>`, so its index key is still accounted for.
+- **Undo**: the absorbed contact's tombstone keeps its original profile and the fields it brought to
+  the survivor (`moved`), which is what `unmerge` gives back.
+
+A *fold* is the same merge applied to a tombstone that received late writes (a turn that loaded the
+contact before the merge and committed after): those writes are newer than anything, so they
+overlay the survivor's, and the tombstone's undo record is kept as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+TOMBSTONE = ("merged_into", "merged_at", "undo")
+UNION = ("i:", "t:", "p:", "m:")
+EARLIEST = ("i:",)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One contact as read inside the merge's WATCH."""
+
+    cid: str
+    profile: Mapping[str, str]
+    conversation: Mapping[str, str]
+    history: Sequence[str]  # raw JSON entries, oldest first
+    consent: Sequence[str]
+
+    @property
+    def merged_into(self) -> str | None:
+        return self.profile.get("merged_into")
+
+    @property
+    def empty(self) -> bool:
+        return not (self.profile or self.conversation or self.history)
+
+    def recency(self) -> float:
+        seen = [float(v) for k, v in self.profile.items() if k.startswith("seen:")]
+        return max([float(self.conversation.get("at", 0)), *seen])
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: dict[str, str]  # fields to set on the survivor (only those that change)
+    conversation: dict[str, str] | None  # None: the survivor's stays
+    replace_conversation: bool  # False: overlay (a fold)
+    history: list[str] | None  # None: unchanged
+    consent: list[str] | None
+    mode: tuple[str, str] | None  # (old, new) of the survivor's conversation
+    tombstone: dict[str, str]
+    tags: list[str]  # the absorbed contact's tags, whose index entries move
+
+
+def plan(s: Side, a: Side, now: float, history_cap: int, consent_cap: int) -> Plan:
+    fold = a.merged_into is not None
+    profile = _profile(s, a, fold, now)
+    conversation = _conversation(s, a, fold)
+    new_mode = (conversation or {}).get("mode")
+    old_mode = s.conversation.get("mode", "")
+    return Plan(
+        profile={k: v for k, v in profile.items() if s.profile.get(k) != v},
+        conversation=conversation,
+        replace_conversation=not fold,
+        history=by_time([s.history, a.history], history_cap) if a.history else None,
+        consent=by_time([s.consent, a.consent], consent_cap) if a.consent else None,
+        mode=(old_mode, new_mode) if new_mode and new_mode != old_mode else None,
+        tombstone={k: a.profile[k] for k in TOMBSTONE if k in a.profile} if fold else _tombstone(s, a, profile, now),
+        tags=[k[2:] for k in a.profile if k.startswith("t:")],
+    )
+
+
+def by_time(lists: Sequence[Sequence[str]], cap: int) -> list[str]:
+    """Raw JSON entries of several lists in `at` order, newest `cap` kept."""
+    merged = sorted((entry for entries in lists for entry in entries), key=lambda e: float(orjson.loads(e)["at"]))
+    return merged[-cap:]
+
+
+def _profile(s: Side, a: Side, fold: bool, now: float) -> dict[str, str]:
+    strays = {k: v for k, v in a.profile.items() if k not in TOMBSTONE}
+    older, newer = (s.profile, strays) if fold or a.recency() > s.recency() else (strays, s.profile)
+    merged = {**older, **newer}
+    for name in older.keys() & newer.keys():
+        pair = (older[name], newer[name])
+        if name == "created" or name.startswith(EARLIEST):
+            merged[name] = min(pair, key=float)
+        elif name.startswith("seen:"):
+            merged[name] = max(pair, key=float)
+        elif name.startswith("cs:") and "out" in pair:
+            merged[name] = "out"
+    losing_phone = older.get("phone")
+    if losing_phone and losing_phone != merged.get("phone"):
+        merged[f"p:{losing_phone}"] = "1"
+    merged[f"m:{a.cid}"] = merged.get(f"m:{a.cid}") or f"{now:.0f}"
+    return merged
+
+
+def _conversation(s: Side, a: Side, fold: bool) -> dict[str, str] | None:
+    theirs = {k: v for k, v in a.conversation.items() if k != "last"}
+    if not theirs:
+        return None
+    if fold:
+        return theirs
+    if s.conversation and float(a.conversation.get("at", 0)) <= float(s.conversation.get("at", 0)):
+        return None
+    if "last" in s.conversation:
+        theirs["last"] = s.conversation["last"]
+    return theirs
+
+
+def _tombstone(s: Side, a: Side, merged: Mapping[str, str], now: float) -> dict[str, str]:
+    undo = {
+        "profile": dict(a.profile),
+        "moved": sorted(k for k in merged if k.startswith(UNION) and k not in s.profile),
+        "phone_before": s.profile.get("phone"),
+    }
+    return {"merged_into": s.cid, "merged_at": f"{now:.3f}", "undo": orjson.dumps(undo).decode()}
