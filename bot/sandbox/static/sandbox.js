@@ -136,13 +136,14 @@ class Pane {
       extra.push(this.counter);
     }
     this.keyboard = el("div", {class: "keyboard", role: "group", "aria-label": "Keyboard", hidden: true});
-    this.summary = el("summary", {}, "");
+    this.identity = el("span", {});
+    const summary = el("summary", {}, this.identity, el("span", {class: "edit", "aria-hidden": "true"}, "edit"));
     this.showIdentity();
     return el("section", {class: `phone phone--${this.channel}`, "aria-label": this.spec.title},
       el("header", {class: "bar"},
         el("span", {class: "avatar", "aria-hidden": "true"}, "O"),
         el("span", {class: "peer"}, el("strong", {}, "Omnishop"), el("small", {}, this.spec.title))),
-      el("details", {class: "who"}, this.summary,
+      el("details", {class: "who"}, summary,
         el("div", {class: "fields"}, ...this.spec.fields.map((field) => this.field(field))),
         this.spec.note ? el("p", {class: "hint"}, this.spec.note) : null),
       this.log, ...extra, composer, this.keyboard);
@@ -159,7 +160,7 @@ class Pane {
 
   showIdentity() {
     const name = this.spec.fields.some((f) => f.key === "name") ? `${this.who.name} · ` : "";
-    this.summary.textContent = `Customer: ${name}${this.who.user}`;
+    this.identity.textContent = `Customer: ${name}${this.who.user}`;
   }
 
   changeIdentity(key, value) {
