@@ -21,6 +21,7 @@ from bot.context.store import ContextStore
 from bot.dialogue import Engine
 from bot.models import Channel, InboundEvent
 from bot.pipeline.ingest import Ingest
+from bot.pipeline.keywords import ConsentKeywords
 from bot.pipeline.partitions import PartitionLeases
 from bot.pipeline.sender import Sender
 from bot.pipeline.turns import TurnHandler
@@ -153,11 +154,13 @@ class Hub:
     async def _run_workers(self) -> None:
         s = self.settings
         engine = Engine.load(s.dialogs_dir)
+        keywords = ConsentKeywords(s.context.stop_revokes_all_marketing, s.context.consent_texts,
+                                   s.context.default_language)
         turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
-                            s.context.default_language)
+                            s.context.default_language, keywords)
         worker = Worker(self.redis, self.store, turns, s.pipeline.batch)
         sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
-                        s.pipeline.send_concurrency)
+                        s.pipeline.send_concurrency, s.twilio.whatsapp_fallback_template, s.sms_cost)
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
             await asyncio.gather(worker.run(p, halt), sender.run(p, halt))

@@ -113,6 +113,11 @@ class OutboundMessage(Frozen):
     purpose: Purpose = "service"
     campaign_id: str | None = None
     author: Literal["bot", "agent", "campaign", "system"] = "bot"
+    keyword_reply: bool = Field(
+        default=False,
+        description="answers an SMS keyword (STOP, START, HELP): carriers require the answer, so it goes "
+        "out whatever the consent ledger says",
+    )
 
 
 class Capabilities(Frozen):

@@ -63,10 +63,22 @@ class PipelineSettings(Section):
     send_concurrency: int = Field(64, ge=1, le=1000)
 
 
+class ConsentTexts(Section):
+    """Replies to the SMS keywords, {language: text}; a language left out keeps the built-in text
+    (bot.pipeline.keywords). "en" is used when the customer's language has none."""
+
+    stopped: dict[str, str] = Field(default_factory=dict)
+    started: dict[str, str] = Field(default_factory=dict)
+    help: dict[str, str] = Field(default_factory=dict)
+
+
 class ContextSettings(Section):
     history_cap: int = Field(200, ge=10, le=10_000)
     default_region: str = "RU"
     default_language: str = "en"
+    # an SMS STOP also withdraws marketing consent on every other channel
+    stop_revokes_all_marketing: bool = True
+    consent_texts: ConsentTexts = ConsentTexts()
 
 
 class Settings(Section):

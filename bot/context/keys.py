@@ -12,6 +12,7 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:{cid}:c                 | hash   | contact profile (see context.store)             |
 | omni:{cid}:v                 | hash   | current conversation                            |
 | omni:{cid}:h                 | list   | unified history, JSON entries, capped           |
+| omni:{cid}:consent           | list   | consent changes, capped (see context.consent)   |
 | omni:{cid}:dd                | zset   | this contact's dedupe keys, score = expiry      |
 | omni:tag:<tag>               | set    | contact ids carrying the tag                    |
 | omni:link:<code>             | string | link code -> "<cid>:<expiry>" or "used", TTL    |
@@ -55,6 +56,10 @@ def conversation(cid: str) -> str:
 
 def history(cid: str) -> str:
     return f"omni:{{{cid}}}:h"
+
+
+def consent(cid: str) -> str:
+    return f"omni:{{{cid}}}:consent"
 
 
 def deduped(cid: str) -> str:

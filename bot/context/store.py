@@ -1,13 +1,15 @@
 """Read and write a contact's context in Redis, a few fields at a time.
 
-A contact is three keys under one hash tag: a profile hash, a conversation hash and a history list.
+A contact is four keys under one hash tag: a profile hash, a conversation hash, a history list and a
+consent trail.
 A turn reads both hashes in one round trip and writes only the fields it changed, plus the new
 history entries, in one MULTI — never the whole blob (the mistake of Rasa's tracker store).
 
 Profile hash fields: `name`, `phone`, `lang`, `pref` (preferred channel), `created`,
 `i:<channel>:<user id>` (identities, value = first seen), `seen:<channel>` (last inbound),
-`a:<attribute>`, `t:<tag>`. Conversation hash fields: `mode` (bot | queued | assigned | resolved),
-`ch`/`uid` (where the customer wrote last; replies go there), `st` (dialog state JSON), `opt` (numbered options on offer), `last` (the
+`a:<attribute>`, `t:<tag>`, `cs:<channel>:<purpose>` (consent, see context.consent).
+Conversation hash fields: `mode` (bot | queued | assigned | resolved), `ch`/`uid` (where the customer
+wrote last; replies go there), `st` (dialog state JSON), `opt` (numbered options on offer), `last` (the
 last inbound stream entry whose effects are saved — how a replay after a crash is recognised), `at`.
 """
 
@@ -24,16 +26,27 @@ from redis.asyncio import Redis
 from bot.context import keys
 
 MODES = ("bot", "queued", "assigned", "resolved")
+CONSENT_TRAIL_CAP = 500  # consent changes kept per contact (see bot.context.consent)
+
+# A message's status only moves forward: callbacks arrive late and out of order, and a "delivered"
+# posted after "read" must not undo it. failed / undelivered / blocked end the story.
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4, "undelivered": 4, "blocked": 4}
 
 # Update one history entry, found by a field value among the newest entries, without racing a
-# concurrent RPUSH/LTRIM (a script runs atomically). cjson ships with Redis' Lua.
+# concurrent RPUSH/LTRIM (a script runs atomically). cjson ships with Redis' Lua. A status (`st`,
+# with its `err`) that does not rank above the entry's current one is left out; other fields apply.
 _UPDATE_HISTORY = """
+local rank = cjson.decode(ARGV[5])
 local entries = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[3]), -1)
 local needle = '"' .. ARGV[1] .. '":"' .. ARGV[2] .. '"'
 for i = #entries, 1, -1 do
   if string.find(entries[i], needle, 1, true) then
     local entry = cjson.decode(entries[i])
     local changes = cjson.decode(ARGV[4])
+    local new, old = rank[changes.st or ''], rank[entry.st or '']
+    if new and old and new <= old then
+      changes.st, changes.err = nil, nil
+    end
     for k, v in pairs(changes) do entry[k] = v end
     redis.call('LSET', KEYS[1], i - #entries - 1, cjson.encode(entry))
     return 1
@@ -41,6 +54,7 @@ for i = #entries, 1, -1 do
 end
 return 0
 """
+_RANKS = orjson.dumps(STATUS_RANK)
 
 
 def new_id(prefix: str = "") -> str:
@@ -85,6 +99,7 @@ class Changes:
     conversation: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     drop_conversation_fields: list[str] = field(default_factory=list)
+    consent: list[dict[str, Any]] = field(default_factory=list)  # audit rows (bot.context.consent)
     mode: tuple[str, str] | None = None  # (old, new) when the conversation changes mode
 
 
@@ -128,6 +143,9 @@ class ContextStore:
         if changes.history:
             pipe.rpush(keys.history(cid), *(orjson.dumps(e) for e in changes.history))
             pipe.ltrim(keys.history(cid), -self.history_cap, -1)
+        if changes.consent:
+            pipe.rpush(keys.consent(cid), *(orjson.dumps(row) for row in changes.consent))
+            pipe.ltrim(keys.consent(cid), -CONSENT_TRAIL_CAP, -1)
         if changes.mode:
             old, new = changes.mode
             if old:
@@ -142,7 +160,8 @@ class ContextStore:
         With a pipeline as `client` the call is only queued (and the answer comes with its results).
         """
         found = await self._update_history(
-            keys=[keys.history(cid)], args=[match[0], match[1], depth, orjson.dumps(changes)], client=client
+            keys=[keys.history(cid)], args=[match[0], match[1], depth, orjson.dumps(changes), _RANKS],
+            client=client,
         )
         return bool(found)
 
@@ -178,6 +197,6 @@ class ContextStore:
                 pipe.delete(key)
             for mode in MODES:
                 pipe.zrem(keys.by_mode(mode), cid)
-            pipe.delete(keys.contact(cid), keys.conversation(cid), keys.history(cid))
+            pipe.delete(keys.contact(cid), keys.conversation(cid), keys.history(cid), keys.consent(cid))
             await pipe.execute()
         return True

@@ -16,6 +16,7 @@ import orjson
 from bot.context.store import Changes, Snapshot
 from bot.dialogue import DialogState, Engine, Turn
 from bot.models import Button, Capabilities, Channel, EventKind, InboundEvent, OutboundMessage, Reply
+from bot.pipeline.keywords import ConsentKeywords
 from bot.rendering import match_option
 
 SUPPORTED_LANGUAGES = ("en", "ru")
@@ -27,26 +28,34 @@ class TurnOutcome:
     outbound: list[OutboundMessage] = field(default_factory=list)
 
 
-def history_entry(message: OutboundMessage, at: float, source: str) -> dict[str, Any]:
+def history_entry(message: OutboundMessage, at: float, source: str | None = None) -> dict[str, Any]:
+    """An outbound message's history entry; `source` is the inbound entry it answers, if any."""
     entry: dict[str, Any] = {
-        "id": message.id, "ch": message.channel, "d": "out", "at": at, "by": message.author, "src": source,
+        "id": message.id, "ch": message.channel, "d": "out", "at": at, "by": message.author,
         "st": "queued", "tx": message.reply.text,
     }
+    optional = {"src": source, "cmp": message.campaign_id, "kw": message.keyword_reply or None}
+    entry.update({name: value for name, value in optional.items() if value is not None})
     if message.reply.buttons:
         entry["btn"] = [b.model_dump() for b in message.reply.buttons]
     return entry
 
 
 class TurnHandler:
-    def __init__(self, engine: Engine, capabilities: dict[Channel, Capabilities], default_language: str) -> None:
+    def __init__(
+        self, engine: Engine, capabilities: dict[Channel, Capabilities], default_language: str,
+        keywords: ConsentKeywords | None = None,
+    ) -> None:
         self.engine = engine
         self.capabilities = capabilities
         self.default_language = default_language
+        self.keywords = keywords or ConsentKeywords(default_language=default_language)
 
     async def handle(self, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> TurnOutcome:
         now = time.time()
         changes = Changes(conversation={"last": entry_id, "at": f"{now:.3f}"})
         self._learn_contact(snapshot, event, changes, now)
+        consent = self.keywords.apply(snapshot.profile, event, entry_id, changes, now)
         if event.kind is not EventKind.message:
             return TurnOutcome(changes)
         changes.conversation.update(ch=event.channel, uid=event.user_id)
@@ -54,6 +63,10 @@ class TurnHandler:
         if not snapshot.conversation:
             changes.conversation.update(id=entry_id, mode="bot")
             changes.mode = ("", "bot")
+        if consent is not None:  # answered here whoever has the conversation (see pipeline.keywords)
+            replies = [consent.reply] if consent.reply else []
+            outbound = self._outbound(snapshot, event, entry_id, replies, changes, now, keyword_reply=True)
+            return TurnOutcome(changes, outbound)
         if snapshot.mode != "bot":
             return TurnOutcome(changes)  # a human has it; the console shows the message
         return await self._answer(snapshot, event, entry_id, changes, now)
@@ -126,16 +139,25 @@ class TurnHandler:
         if result.handoff:
             changes.conversation.update(mode="queued", handoff=result.handoff)
             changes.mode = (snapshot.mode, "queued")
+        outbound = self._outbound(snapshot, event, entry_id, result.replies, changes, now)
+        self._offer_options(event.channel, result.replies, changes)
+        return TurnOutcome(changes, outbound)
+
+    @staticmethod
+    def _outbound(
+        snapshot: Snapshot, event: InboundEvent, entry_id: str, replies: list[Reply], changes: Changes, now: float,
+        keyword_reply: bool = False,
+    ) -> list[OutboundMessage]:
+        """The replies to one inbound entry, on its channel, with their history entries staged."""
         outbound = [
             OutboundMessage(
                 id=f"{entry_id}-{n}", contact_id=snapshot.cid, channel=event.channel, user_id=event.user_id,
-                reply=reply,
+                reply=reply, author="system" if keyword_reply else "bot", keyword_reply=keyword_reply,
             )
-            for n, reply in enumerate(result.replies)
+            for n, reply in enumerate(replies)
         ]
         changes.history.extend(history_entry(m, now, entry_id) for m in outbound)
-        self._offer_options(event.channel, result.replies, changes)
-        return TurnOutcome(changes, outbound)
+        return outbound
 
     def _offer_options(self, channel: Channel, replies: list[Reply], changes: Changes) -> None:
         """Remember numbered options on channels without buttons, so "2" can be mapped back."""

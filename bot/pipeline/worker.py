@@ -92,6 +92,7 @@ class Worker:
             OutboundMessage(
                 id=item["id"], contact_id=cid, channel=event.channel, user_id=event.user_id,
                 reply=Reply(text=item.get("tx"), buttons=tuple(Button(**b) for b in item.get("btn", ()))),
+                author=item.get("by", "bot"), keyword_reply=item.get("kw", False),
             )
             for item in await self.store.recent_history(cid, 50)
             if item.get("src") == entry_id and item.get("d") == "out"
