@@ -114,6 +114,8 @@ class Pane {
     this.after = 0; // the last outbox seq seen for this customer
     this.unread = new Map(); // seq -> ticks element of bot messages not yet read (or failed)
     this.receiptRound = 0;
+    this.following = false; // a receipt check loop is running
+    this.abort = null; // stops the current long poll
     this.element = this.render();
   }
 
