@@ -172,7 +172,8 @@ async def memory_per_conversation(redis: Redis, customers: Customers, count: int
     before = (await redis.info("memory"))["used_memory"]
     people = customers.new(count)
     for text in TURNS:
-        await asyncio.gather(*(customers.turn(c, u, text) for c, u in people))
+        for start in range(0, count, 200):
+            await asyncio.gather(*(customers.turn(c, u, text) for c, u in people[start:start + 200]))
     await asyncio.sleep(6)  # acknowledged stream entries are trimmed every 5 s
     after = (await redis.info("memory"))["used_memory"]
     own = 0
@@ -191,8 +192,10 @@ def rss_mb(pid: int) -> float:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A hub process; its log goes to a file (an unread pipe would fill up and stall it)."""
+    log = open(f"/tmp/omnihub-bench-{args[0]}-{len(args)}-{time.time_ns()}.log", "wb")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
 
 
 async def until_ready(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
@@ -200,7 +203,7 @@ async def until_ready(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
         for _ in range(1200):
             for p in procs:
                 if p.poll() is not None:
-                    raise SystemExit((p.stderr.read() if p.stderr else b"").decode()[-3000:])
+                    raise SystemExit(f"{p.args} exited; see its log in /tmp/omnihub-bench-*.log")
             try:
                 if (await http.get(url)).status_code < 500:
                     return
@@ -238,6 +241,7 @@ async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> d
                           for p in sorted({providers[c] for c in MIXES[args.mix]})]
             await closed_loop(customers, 50, 2)  # warm-up
             throughput = await closed_loop(customers, args.concurrency, args.seconds)
+            print(f"{layout}: {throughput:.0f} msg/s sustained", flush=True)
             latencies, offered = await open_loop(customers, args.customers, args.rate, args.seconds)
             total, own = await memory_per_conversation(redis, customers, args.memory_conversations)
             stop.set()
