@@ -83,7 +83,8 @@ def serve(settings: Settings, run_workers: bool) -> None:
 
     banner(settings, run_workers)
     config = uvicorn.Config(create_app(settings, run_workers=run_workers), host=settings.host,
-                            port=settings.port, log_level="warning", access_log=False)
+                            port=settings.port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=3)  # an open sandbox tab long-polls
     uvicorn.Server(config).run()
 
 

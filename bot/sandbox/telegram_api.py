@@ -127,7 +127,9 @@ class TelegramEmulator(Emulator):
         self.method_faults: dict[str, Faults] = defaultdict(Faults)  # by lower-case method name
         self._pending: list[Params] = []
         self._update_queued = asyncio.Condition()
-        self._last_update_id = 0
+        # from the clock, so that after a restart against the same Redis new updates are not taken
+        # for provider retries of old ones (Telegram's own ids only ever grow)
+        self._last_update_id = int(time.time() * 1000)
         self._last_message_id: dict[int, int] = defaultdict(int)  # message ids count per chat
         self._users: dict[int, Params] = {}
         self._keyboard_message: dict[int, Params] = {}  # the last bot message with buttons, per chat

@@ -79,9 +79,10 @@ async def test_inbound_message_is_posted_signed_to_the_webhook(setup: Setup) -> 
     answer = await setup.api.post(
         "/_/inbound", json={"user_id": str(CUSTOMER), "text": "/start promo", "first_name": "Anna"}
     )
-    assert answer.json() == {"update_id": 1, "status": 200, "body": None}
+    assert answer.json()["status"] == 200 and answer.json()["body"] is None
     [posted] = setup.receiver.posted
     update = json.loads(posted.body)
+    assert update["update_id"] == answer.json()["update_id"]
     message = update["message"]
     assert message["chat"] == {"id": CUSTOMER, "first_name": "Anna", "type": "private"}
     assert message["entities"] == [{"offset": 0, "length": 6, "type": "bot_command"}]
@@ -202,11 +203,12 @@ async def test_get_updates_long_polls_and_forgets_confirmed_updates(setup: Setup
     queued = await setup.api.post(
         "/_/inbound", json={"user_id": CUSTOMER, "location": {"latitude": 1, "longitude": 2}}
     )
-    assert queued.json() == {"update_id": 1, "status": None}
+    assert queued.json()["status"] is None
     [update] = (await waiting).json()["result"]
+    assert update["update_id"] == queued.json()["update_id"]
     assert update["message"]["location"] == {"latitude": 1.0, "longitude": 2.0}
     assert (await setup.call("getUpdates")).json()["result"] == [update]  # not confirmed yet
-    assert (await setup.call("getUpdates", offset=2)).json()["result"] == []
+    assert (await setup.call("getUpdates", offset=update["update_id"] + 1)).json()["result"] == []
     info = (await setup.call("getWebhookInfo")).json()["result"]
     assert info == {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
 
@@ -264,4 +266,4 @@ async def test_an_unreachable_hub_is_reported_as_502() -> None:
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as api:
         answer = await api.post("/_/inbound", json={"user_id": CUSTOMER, "text": "anyone?"})
     assert answer.status_code == 502
-    assert answer.json()["update_id"] == 1 and answer.json()["status"] is None and answer.json()["error"]
+    assert answer.json()["status"] is None and answer.json()["error"]
