@@ -17,8 +17,15 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from bot.context.identity import Identities
+from bot.context.linking import Linker
+from bot.context.links import LinkCodes
+from bot.context.merge import Merger
+from bot.context.privacy import Privacy
+from bot.context.profiles import Profiles
 from bot.context.store import ContextStore
 from bot.dialogue import Engine
+from bot.dialogue.loader import load_dialogs
 from bot.models import Channel, InboundEvent
 from bot.pipeline.ingest import Ingest
 from bot.pipeline.keywords import ConsentKeywords
@@ -54,7 +61,11 @@ class Hub:
         s = self.settings
         self.sandboxed = frozenset(c for c in ("telegram", "sms", "whatsapp", "viber") if s.sandbox(c))
         self.store = ContextStore(self.redis, s.context.history_cap)
-        self.ingest = Ingest(self.redis, self.store, s.pipeline.partitions, s.pipeline.dedupe_ttl_seconds)
+        self.identities = Identities(self.redis, self.store, s.context.default_region)
+        self.ingest = Ingest(self.redis, self.identities, s.pipeline.partitions, s.pipeline.dedupe_ttl_seconds)
+        self.merger = Merger(self.redis, self.identities, s.context.history_cap, s.pipeline.dedupe_ttl_seconds)
+        self.privacy = Privacy(self.redis, self.identities, s.pipeline.partitions)
+        self.profiles = Profiles(self.redis)
         self.settings = self._with_sandbox(s)
         self._build_connectors()
 
@@ -153,12 +164,17 @@ class Hub:
 
     async def _run_workers(self) -> None:
         s = self.settings
-        engine = Engine.load(s.dialogs_dir)
+        dialogs = load_dialogs(s.dialogs_dir)
+        engine = Engine(dialogs)
         keywords = ConsentKeywords(s.context.stop_revokes_all_marketing, s.context.consent_texts,
                                    s.context.default_language)
         turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
                             s.context.default_language, keywords)
-        worker = Worker(self.redis, self.store, turns, s.pipeline.batch)
+        deep_links = {c: k.deep_link for c, k in self.connectors.items()
+                      if isinstance(k, TelegramConnector | TwilioConnector | ViberConnector)}
+        linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
+                        self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)
+        worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch)
         sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
                         s.pipeline.send_concurrency, s.twilio.whatsapp_fallback_template, s.sms_cost)
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.api import contacts, conversations, webhooks
+from bot.api import contacts, conversations, merges, webhooks
 from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
@@ -43,6 +43,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app = FastAPI(title="Omnihub", version="0.1.0", lifespan=lifespan)
     app.include_router(webhooks.router)
     app.include_router(contacts.router)
+    app.include_router(merges.router)
     app.include_router(conversations.router)
     app.include_router(sandbox_page.router)
 

@@ -1,119 +1,98 @@
-"""`/api/v1/contacts`: find a customer, read their unified history, erase them."""
+"""`/api/v1/contacts`: find a customer (phone, channel identity, tag), read and update the profile,
+read the unified history, and the privacy calls: export everything, erase everything.
+
+A contact merged into another answers 404 naming the survivor: its id is history, and the
+`contact.merged` event told the CRM where it went.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+import asyncio
+from typing import Annotated
 
-import phonenumbers
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel
 
+from bot.api.contact_models import (
+    ContactList,
+    ContactOut,
+    ContactPatch,
+    ExportOut,
+    HistoryPage,
+    Tag,
+    contact_out,
+    history_item,
+)
 from bot.api.deps import ApiKey, HubDep
-from bot.context import keys
+from bot.context.phones import BadPhone
+from bot.context.profiles import GoneContact, ProfileChange
 from bot.context.store import Snapshot
-from bot.models import CHANNELS
+from bot.hub import Hub
+from bot.models import Channel
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
 
-class Identity(BaseModel):
-    channel: str
-    id: str
+async def live_contact(hub: Hub, cid: str) -> Snapshot:
+    """The contact, or 404 (saying where a merged contact went)."""
+    snapshot = await hub.store.load(cid)
+    if into := snapshot.profile.get("merged_into"):
+        raise HTTPException(404, f"contact {cid!r} was merged into {into!r}")
+    if not snapshot.profile:
+        raise HTTPException(404, f"no contact {cid!r}")
+    return snapshot
 
 
-class ContactOut(BaseModel):
-    id: str
-    phone: str | None
-    name: str | None
-    language: str | None
-    preferred_channel: str | None
-    identities: list[Identity]
-    attributes: dict[str, str]
-    tags: list[str]
-    mode: str
-
-
-class ContactList(BaseModel):
-    items: list[ContactOut]
-
-
-class HistoryItem(BaseModel):
-    id: str
-    channel: str
-    direction: str
-    author: str
-    text: str | None
-    at: datetime
-    status: str | None = None
-    provider_id: str | None = None
-    buttons: list[dict[str, str]] = []
-    payload: str | None = None
-    error: str | None = None
-
-
-class HistoryPage(BaseModel):
-    items: list[HistoryItem]
-    total: int
-    offset: int
-
-
-def contact_out(s: Snapshot) -> ContactOut:
-    return ContactOut(
-        id=s.cid, phone=s.profile.get("phone"), name=s.profile.get("name"), language=s.profile.get("lang"),
-        preferred_channel=s.profile.get("pref"), identities=[Identity(**i) for i in s.identities],
-        attributes=s.attributes, tags=s.tags, mode=s.mode,
-    )
-
-
-def normalise_phone(raw: str, region: str) -> str:
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as exc:
-        raise HTTPException(422, f"not a phone number: {raw!r} ({exc})") from None
-    if not phonenumbers.is_possible_number(number):
-        raise HTTPException(422, f"not a possible phone number: {raw!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+async def _found(hub: Hub, ids: list[str]) -> list[ContactOut]:
+    """Contacts an index points at; one whose first message is still on its way has no profile yet."""
+    snapshots = await asyncio.gather(*(hub.store.load(cid) for cid in ids))
+    return [contact_out(s) for s in snapshots if s.profile and "merged_into" not in s.profile]
 
 
 @router.get("", response_model=ContactList)
 async def find_contacts(
     hub: HubDep,
     _: ApiKey,
-    phone: str | None = None,
-    channel: Annotated[str | None, Query(description="with `user_id`: a channel identity")] = None,
+    phone: Annotated[str | None, Query(description="any spelling: +7 999 123-45-67, 89991234567")] = None,
+    channel: Annotated[Channel | None, Query(description="with `user_id`: a channel identity")] = None,
     user_id: str | None = None,
+    tag: Tag | None = None,
+    cursor: Annotated[int, Query(ge=0, description="with `tag`: `next_cursor` of the previous page")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ContactList:
-    if phone:
-        cid = await hub.store.by_phone(normalise_phone(phone, hub.settings.context.default_region))
-    elif channel and user_id:
-        if channel not in CHANNELS:
-            raise HTTPException(422, f"unknown channel {channel!r}; one of {', '.join(CHANNELS)}")
-        found = await hub.redis.get(keys.identity(channel, user_id))
-        cid = str(found) if found else None
-    else:
-        raise HTTPException(400, "give `phone`, or `channel` and `user_id`")
-    if cid is None:
-        return ContactList(items=[])
-    snapshot = await hub.store.load(cid)
-    return ContactList(items=[contact_out(snapshot)] if snapshot.profile else [])
+    if tag is not None:
+        next_cursor, ids = await hub.profiles.tagged(tag, cursor, limit)
+        return ContactList(items=await _found(hub, ids), next_cursor=next_cursor or None)
+    try:
+        if phone:
+            cid = await hub.identities.by_phone(phone)
+        elif channel and user_id:
+            cid = await hub.identities.lookup(channel, user_id)
+        else:
+            raise HTTPException(400, "give `phone`, `channel` and `user_id`, or `tag`")
+    except BadPhone as exc:
+        raise HTTPException(422, str(exc)) from None
+    return ContactList(items=await _found(hub, [cid] if cid else []))
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
 async def get_contact(contact_id: str, hub: HubDep, _: ApiKey) -> ContactOut:
-    snapshot = await hub.store.load(contact_id)
-    if not snapshot.profile:
-        raise HTTPException(404, f"no contact {contact_id!r}")
-    return contact_out(snapshot)
+    return contact_out(await live_contact(hub, contact_id))
 
 
-def history_item(entry: dict[str, Any]) -> HistoryItem:
-    return HistoryItem(
-        id=entry["id"], channel=entry["ch"], direction=entry["d"], author=entry.get("by", "customer"),
-        text=entry.get("tx"), at=datetime.fromtimestamp(entry["at"], UTC), status=entry.get("st"),
-        provider_id=entry.get("pid") or None, buttons=entry.get("btn", []), payload=entry.get("pl"),
-        error=entry.get("err"),
-    )
+@router.patch("/{contact_id}", response_model=ContactOut)
+@router.put("/{contact_id}", response_model=ContactOut, description="The same partial update as PATCH.")
+async def update_contact(contact_id: str, body: ContactPatch, hub: HubDep, _: ApiKey) -> ContactOut:
+    given = body.model_fields_set
+    named = {"name": "name", "language": "lang", "preferred_channel": "pref_set"}
+    fields: dict[str, str | None] = {field: getattr(body, attr) for attr, field in named.items() if attr in given}
+    fields.update({f"a:{name}": value for name, value in body.attributes.items()})
+    if overlap := set(body.add_tags) & set(body.remove_tags):
+        raise HTTPException(422, f"tags both added and removed: {sorted(overlap)}")
+    try:
+        await hub.profiles.change(contact_id, ProfileChange(fields, body.add_tags, body.remove_tags))
+    except GoneContact as exc:
+        raise HTTPException(404, str(exc)) from None
+    return contact_out(await hub.store.load(contact_id))
 
 
 @router.get("/{contact_id}/history", response_model=HistoryPage)
@@ -124,14 +103,23 @@ async def get_history(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> HistoryPage:
-    if not await hub.store.exists(contact_id):
-        raise HTTPException(404, f"no contact {contact_id!r}")
+    await live_contact(hub, contact_id)
     total, entries = await hub.store.history(contact_id, offset, limit)
     return HistoryPage(items=[history_item(e) for e in entries], total=total, offset=offset)
 
 
+@router.get("/{contact_id}/export", response_model=ExportOut)
+async def export_contact(contact_id: str, hub: HubDep, _: ApiKey) -> ExportOut:
+    snapshot = await live_contact(hub, contact_id)
+    held = await hub.privacy.export(contact_id)
+    if held is None:
+        raise HTTPException(404, f"no contact {contact_id!r}")
+    return ExportOut(contact=contact_out(snapshot), **held)
+
+
 @router.delete("/{contact_id}", status_code=204)
 async def erase_contact(contact_id: str, hub: HubDep, _: ApiKey) -> Response:
-    if not await hub.store.erase(contact_id):
+    await live_contact(hub, contact_id)
+    if await hub.privacy.erase(contact_id) is None:
         raise HTTPException(404, f"no contact {contact_id!r}")
     return Response(status_code=204)

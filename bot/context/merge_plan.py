@@ -1,7 +1,9 @@
 """How two contacts become one: the rules, as a pure function of what was read from Redis.
 
-- **History** and the **consent trail**: both lists merged by `at` (stable, the survivor's first on
-  ties), the newest `cap` kept — one time-ordered history.
+- **History** and the **consent trail**: the two lists interleaved by `at` (survivor's first on ties),
+  each keeping its own order, the newest `cap` kept — one time-ordered history. Each list's own
+  order is kept rather than re-sorted because `at` may lose its last digits when a Lua script
+  rewrites an entry (cjson keeps 14 significant digits), which would put a reply before its question.
 - **Conversation** (dialog state, mode, where replies go): the one with the latest `at` — the flow the
   customer was in last continues. `last` (the survivor's replay marker) always stays the
   survivor's: it names an entry of the survivor's partition stream, and the absorbed one's would make
@@ -21,6 +23,7 @@ overlay the survivor's, and the tombstone's undo record is kept as it was.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -85,9 +88,8 @@ def plan(s: Side, a: Side, now: float, history_cap: int, consent_cap: int) -> Pl
 
 
 def by_time(lists: Sequence[Sequence[str]], cap: int) -> list[str]:
-    """Raw JSON entries of several lists in `at` order, newest `cap` kept."""
-    merged = sorted((entry for entries in lists for entry in entries), key=lambda e: float(orjson.loads(e)["at"]))
-    return merged[-cap:]
+    """Raw JSON entries of time-ordered lists, interleaved by `at`; the newest `cap` kept."""
+    return list(heapq.merge(*lists, key=lambda e: float(orjson.loads(e)["at"])))[-cap:]
 
 
 def _profile(s: Side, a: Side, fold: bool, now: float) -> dict[str, str]:

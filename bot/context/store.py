@@ -127,10 +127,16 @@ class ContextStore:
             profile, conversation = await pipe.execute()
         return Snapshot(cid, profile, conversation)
 
-    async def commit(self, cid: str, changes: Changes) -> None:
+    async def commit(self, cid: str, changes: Changes) -> tuple[bool, str | None]:
+        """Write a turn's changes; returns whether the profile existed and its `merged_into` as the
+        MULTI found them — how a worker learns that the contact was erased or merged away while the
+        turn ran (see bot.context.linking, `settle`)."""
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(keys.contact(cid))
+            pipe.hget(keys.contact(cid), "merged_into")
             self.stage(pipe, cid, changes)
-            await pipe.execute()
+            existed, merged_into, *_ = await pipe.execute()
+        return bool(existed), merged_into
 
     def stage(self, pipe: Any, cid: str, changes: Changes) -> None:
         """Queue a turn's writes on a pipeline (so callers can add their own to the same MULTI)."""
@@ -176,13 +182,6 @@ class ContextStore:
     async def recent_history(self, cid: str, count: int) -> list[dict[str, Any]]:
         raw = await self.redis.lrange(keys.history(cid), -count, -1)
         return [orjson.loads(r) for r in raw]
-
-    async def exists(self, cid: str) -> bool:
-        return bool(await self.redis.exists(keys.contact(cid)))
-
-    async def by_phone(self, e164: str) -> str | None:
-        found = await self.redis.get(keys.phone(e164))
-        return str(found) if found else None
 
     async def erase(self, cid: str) -> bool:
         """Forget a contact: its keys and every index entry that points at it."""

@@ -3,15 +3,20 @@
 A webhook is answered 2xx only after `ingest` returns, i.e. after the events are in Redis. The dedupe
 key and the stream share the partition's hash tag, so the check-and-append is one atomic script even
 on Redis Cluster; a retry that arrives while the first copy is being processed is still dropped.
+Each dedupe key is also noted on its contact (`omni:{cid}:dd`, expired members dropped on write):
+the key's name holds the provider's id, not the contact's, and an erase must find it.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from redis.asyncio import Redis
 
 from bot.context import keys
-from bot.context.store import ContextStore
-from bot.models import InboundEvent
+from bot.context.identity import Identities
+from bot.models import EventKind, InboundEvent
 
 _APPEND_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -19,12 +24,13 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 return false
 """
+_COMMANDS_PER_EVENT = 4  # the script, then the dedupe bookkeeping on the contact (see `_stage`)
 
 
 class Ingest:
-    def __init__(self, redis: Redis, store: ContextStore, partitions: int, dedupe_ttl: int) -> None:
+    def __init__(self, redis: Redis, identities: Identities, partitions: int, dedupe_ttl: int) -> None:
         self.redis = redis
-        self.store = store
+        self.identities = identities
         self.partitions = partitions
         self.dedupe_ttl = dedupe_ttl
         self._append_once = redis.register_script(_APPEND_ONCE)
@@ -33,14 +39,36 @@ class Ingest:
         """Store the events durably; returns how many were new (the rest were provider retries)."""
         if not events:
             return 0
-        contacts = [await self.store.resolve(e.channel, e.user_id) for e in events]
+        contacts = [await self._contact(e) for e in events]
         async with self.redis.pipeline(transaction=False) as pipe:
             for event, cid in zip(events, contacts, strict=True):
-                p = keys.partition_of(cid, self.partitions)
-                await self._append_once(
-                    keys=[keys.dedupe(p, event.dedupe_key), keys.inbound(p)],
-                    args=[self.dedupe_ttl, cid, event.model_dump_json(exclude_defaults=True)],
-                    client=pipe,
-                )
+                if cid is not None:
+                    await self._stage(pipe, cid, event.dedupe_key, event)
             results = await pipe.execute()
-        return sum(1 for r in results if r)
+        return sum(1 for r in results[::_COMMANDS_PER_EVENT] if r)
+
+    async def _contact(self, event: InboundEvent) -> str | None:
+        """A delivery status is about a message we sent, so its contact exists — unless it was erased
+        since, and then there is nothing to update: a status must not bring an erased identity back."""
+        if event.kind is EventKind.status:
+            return await self.identities.owner(event.channel, event.user_id)
+        return await self.identities.resolve(event.channel, event.user_id)
+
+    async def forward(self, cid: str, event: InboundEvent, event_key: str) -> None:
+        """Append `event` again, for `cid`: it reached a contact merged or erased since it was accepted.
+        `event_key` names the forwarding, so a replayed forwarding is dropped like a provider retry."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._stage(pipe, cid, event_key, event)
+            await pipe.execute()
+
+    async def _stage(self, pipe: Any, cid: str, event_key: str, event: InboundEvent) -> None:
+        p = keys.partition_of(cid, self.partitions)
+        dedupe, now = keys.dedupe(p, event_key), time.time()
+        await self._append_once(
+            keys=[dedupe, keys.inbound(p)],
+            args=[self.dedupe_ttl, cid, event.model_dump_json(exclude_defaults=True)],
+            client=pipe,
+        )
+        pipe.zadd(keys.deduped(cid), {dedupe: now + self.dedupe_ttl})
+        pipe.zremrangebyscore(keys.deduped(cid), "-inf", now)
+        pipe.expire(keys.deduped(cid), self.dedupe_ttl)

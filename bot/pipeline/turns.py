@@ -51,7 +51,10 @@ class TurnHandler:
         self.default_language = default_language
         self.keywords = keywords or ConsentKeywords(default_language=default_language)
 
-    async def handle(self, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> TurnOutcome:
+    async def handle(
+        self, snapshot: Snapshot, event: InboundEvent, entry_id: str, notice: list[Reply] | None = None
+    ) -> TurnOutcome:
+        """`notice`: the event was answered already (a link code, a shared phone: bot.context.linking)."""
         now = time.time()
         changes = Changes(conversation={"last": entry_id, "at": f"{now:.3f}"})
         self._learn_contact(snapshot, event, changes, now)
@@ -67,6 +70,8 @@ class TurnHandler:
             replies = [consent.reply] if consent.reply else []
             outbound = self._outbound(snapshot, event, entry_id, replies, changes, now, keyword_reply=True)
             return TurnOutcome(changes, outbound)
+        if notice is not None:  # not something the dialog should see, whoever has the conversation
+            return TurnOutcome(changes, self._outbound(snapshot, event, entry_id, notice, changes, now))
         if snapshot.mode != "bot":
             return TurnOutcome(changes)  # a human has it; the console shows the message
         return await self._answer(snapshot, event, entry_id, changes, now)

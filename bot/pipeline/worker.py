@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.context import keys
+from bot.context.linking import Linker
 from bot.context.store import ContextStore
 from bot.models import Button, EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline.streams import Entry, consume, stream_id
@@ -27,10 +28,11 @@ MAX_FAILURES = 3
 
 
 class Worker:
-    def __init__(self, redis: Redis, store: ContextStore, turns: TurnHandler, batch: int) -> None:
+    def __init__(self, redis: Redis, store: ContextStore, turns: TurnHandler, linker: Linker, batch: int) -> None:
         self.redis = redis
         self.store = store
         self.turns = turns
+        self.linker = linker
         self.batch = batch
         self._failures: dict[str, int] = defaultdict(int)
 
@@ -75,14 +77,18 @@ class Worker:
         last = snapshot.conversation.get("last")
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, event)
+        prepared = await self.linker.prepare(cid, snapshot, event, entry_id)
+        if prepared is None:  # the contact was merged or erased since: the event went to its new owner
+            return []
         if event.kind is EventKind.status and event.status_of:
             changes: dict[str, Any] = {"st": str(event.status)}
             if event.error:
                 changes["err"] = event.error
             await self.store.update_history(cid, ("pid", event.status_of), changes)
             return []
-        outcome = await self.turns.handle(snapshot, event, entry_id)
-        await self.store.commit(cid, outcome.changes)
+        outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
+        existed, merged_into = await self.store.commit(cid, outcome.changes)
+        await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
         return outcome.outbound
 
     async def _replay(self, cid: str, entry_id: str, event: InboundEvent) -> list[OutboundMessage]:

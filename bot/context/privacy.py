@@ -1,0 +1,170 @@
+"""Privacy requests: export everything held about a contact, and erase it.
+
+What a contact is made of, and so what erase removes:
+
+- its keys (`omni:{cid}:c|v|h|consent|dd`) and, for every contact it absorbed, the tombstone and its
+  undo record (which keeps that contact's original profile);
+- every index key derived from those profiles (`Identities.index_keys`) — deleted only while it
+  still points at one of these ids, so a number that moved on to someone else is left alone;
+- tag index entries, mode index entries, its live link code, its identities' link-code try counters;
+- the dedupe keys of its messages, found through `omni:{cid}:dd` (their names hold provider ids,
+  not the contact's), so the work is bounded by the messages of the last dedupe TTL, never a SCAN;
+- its entries still in the partition streams (not yet trimmed, or not yet processed — those are
+  then never answered), found by reading those streams, whose length the trimming bounds.
+
+The profile and every index key read are WATCHed, so an erase racing a merge or a new identity
+starts over instead of missing a key. A turn that loaded the contact before the erase and commits
+after it recreates keys; the worker notices (`Linker.settle`) and erases again. A `contact.erased`
+event (ids only) is queued in the same MULTI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from bot.context import keys
+from bot.context.consent import consent_trail
+from bot.context.events import stage_event
+from bot.context.identity import Identities
+from bot.context.store import MODES
+
+ATTEMPTS = 20
+STREAM_PAGE = 1000
+
+
+class Privacy:
+    def __init__(self, redis: Redis, identities: Identities, partitions: int) -> None:
+        self.redis = redis
+        self.identities = identities
+        self.partitions = partitions
+
+    async def export(self, cid: str) -> dict[str, Any] | None:
+        """Every record held about `cid`, raw; None when there is no such contact."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.contact(cid))
+            pipe.hgetall(keys.conversation(cid))
+            pipe.lrange(keys.history(cid), 0, -1)
+            profile, conversation, history = await pipe.execute()
+        if not profile or "merged_into" in profile:
+            return None
+        absorbed = await self._tombstones(profile)
+        return {
+            "id": cid,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "profile": profile,
+            "conversation": conversation,
+            "history": [orjson.loads(e) for e in history],
+            "consent": await consent_trail(self.redis, cid),
+            "merged": [{"id": a, **{k: v for k, v in t.items() if k != "undo"}, "profile": _original(t)}
+                       for a, t in absorbed.items()],
+        }
+
+    async def erase(self, cid: str) -> str | None:
+        """Erase `cid`; returns the `contact.erased` event id, None when there was nothing to erase."""
+        for attempt in range(ATTEMPTS):
+            try:
+                event_id = await self._erase(cid)
+                break
+            except WatchError:
+                await asyncio.sleep(0.002 * (attempt + 1))
+        else:
+            raise RuntimeError(f"contact {cid} kept changing while being erased")
+        return event_id
+
+    async def _tombstones(self, profile: dict[str, str]) -> dict[str, dict[str, str]]:
+        absorbed = [name[2:] for name in profile if name.startswith("m:")]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for a in absorbed:
+                pipe.hgetall(keys.contact(a))
+            return dict(zip(absorbed, await pipe.execute(), strict=True))
+
+    async def _erase(self, cid: str) -> str | None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(keys.contact(cid))
+            async with self.redis.pipeline(transaction=False) as read:
+                read.hgetall(keys.contact(cid))
+                read.exists(keys.conversation(cid), keys.history(cid))
+                profile, other_keys = await read.execute()
+            if "merged_into" in profile or not (profile or other_keys):
+                return None  # nothing, or a tombstone (erased with its survivor)
+            absorbed = await self._tombstones(profile)
+            owners = {cid, *absorbed}
+            profiles = [profile, *absorbed.values(), *(_original(t) for t in absorbed.values())]
+            index = sorted(set().union(*(self.identities.index_keys(p) for p in profiles)))
+            codes = sorted({keys.link_code(p["lc"]) for p in profiles if "lc" in p})
+            if index or codes:
+                await pipe.watch(*index, *codes)
+            values = await self.redis.mget(index + codes) if index or codes else []
+            dedupes = await self._dedupe_keys(owners)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            self._stage(pipe, owners, profiles, dict(zip(index + codes, values, strict=True)), dedupes)
+            event = stage_event(pipe, "contact.erased", cid, {"id": cid, "absorbed": sorted(absorbed)})
+            await pipe.execute()
+        await self._drop_stream_entries(owners)
+        return str(event["id"])
+
+    @staticmethod
+    def _stage(
+        pipe: Any, owners: set[str], profiles: list[dict[str, str]], values: dict[str, Any], dedupes: list[str]
+    ) -> None:
+        for key, value in values.items():
+            if value is not None and str(value).split(":")[0] in owners:
+                pipe.delete(key)
+        for profile in profiles:
+            for name in profile:
+                if name.startswith("i:"):
+                    channel, _, user_id = name[2:].partition(":")
+                    pipe.delete(keys.link_tries(channel, user_id))
+                elif name.startswith("t:"):
+                    pipe.srem(keys.tag(name[2:]), *owners)
+        for mode in MODES:
+            pipe.zrem(keys.by_mode(mode), *owners)
+        for owner in owners:
+            pipe.delete(keys.contact(owner), keys.conversation(owner), keys.history(owner), keys.consent(owner),
+                        keys.deduped(owner))
+        if dedupes:
+            pipe.delete(*dedupes)
+
+    async def _dedupe_keys(self, owners: set[str]) -> list[str]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for owner in owners:
+                pipe.zrange(keys.deduped(owner), 0, -1)
+            return [key for found in await pipe.execute() for key in found]
+
+    async def _drop_stream_entries(self, owners: set[str]) -> None:
+        """Delete the contacts' entries still in their partitions' inbound and outbound streams."""
+        for p in {keys.partition_of(o, self.partitions) for o in owners}:
+            for stream in (keys.inbound(p), keys.outbound(p)):
+                doomed: list[str] = []
+                start = "-"
+                while page := await self._page(stream, start):
+                    doomed += [entry_id for entry_id, fields in page if _names(fields, owners)]
+                    if len(page) < STREAM_PAGE:
+                        break
+                    start = "(" + page[-1][0]
+                if doomed:
+                    await self.redis.xdel(stream, *doomed)
+
+    async def _page(self, stream: str, start: str) -> list[tuple[str, dict[str, str]]]:
+        found = await self.redis.xrange(stream, start, "+", count=STREAM_PAGE)
+        page = cast(list[tuple[str, dict[str, str] | None]], found)
+        return [(entry_id, fields or {}) for entry_id, fields in page]  # a deleted entry has no fields
+
+
+def _names(fields: dict[str, str], owners: set[str]) -> bool:
+    if fields.get("c") in owners:
+        return True
+    message = fields.get("m")
+    return message is not None and orjson.loads(message).get("contact_id") in owners
+
+
+def _original(tombstone: dict[str, str]) -> dict[str, str]:
+    undo = tombstone.get("undo")
+    profile: dict[str, str] = orjson.loads(undo)["profile"] if undo else {}
+    return profile

@@ -1,0 +1,77 @@
+"""Merging contacts that keep writing, and erasing a contact: nothing lost, nothing left."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis.asyncio import Redis
+
+from tests.api.chat import Api, Customer, eventually, small_hub
+from tests.conftest import HubFactory
+from tests.context.leftovers import references
+
+ROUNDS = 25
+
+
+def inbound(history: list[dict[str, object]]) -> list[str]:
+    return sorted(str(h["text"]) for h in history if h["direction"] == "in")
+
+
+async def test_two_contacts_merged_while_both_write_lose_nothing(hub: HubFactory) -> None:
+    async with small_hub(hub) as client:
+        api = Api(client)
+        ann, bob = Customer(client, "telegram", "550001"), Customer(client, "viber", "viber-550002")
+        await asyncio.gather(ann.say("a-first"), bob.say("b-first"))
+        survivor = (await api.one(channel="telegram", user_id="550001"))["id"]
+        absorbed = (await api.one(channel="viber", user_id="viber-550002"))["id"]
+        halfway = asyncio.Event()
+
+        async def write(customer: Customer, prefix: str) -> None:
+            for n in range(ROUNDS):
+                await customer.say(f"{prefix}{n}")
+                if n == ROUNDS // 3:
+                    halfway.set()
+
+        async def merge() -> None:
+            await halfway.wait()
+            await api.call("POST", f"/contacts/{survivor}/merge", json={"other_id": absorbed})
+
+        await asyncio.gather(write(ann, "a"), write(bob, "b"), merge())
+
+        expected = sorted(["a-first", "b-first", *(f"{p}{n}" for p in "ab" for n in range(ROUNDS))])
+        history = await eventually(lambda: api.history(survivor), lambda h: len(inbound(h)) >= len(expected))
+        assert inbound(history) == expected  # every message once, whichever side it landed on
+        contact = await api.call("GET", f"/contacts/{survivor}")
+        assert {i["channel"] for i in contact["identities"]} == {"telegram", "viber"}
+        await api.call("GET", f"/contacts/{absorbed}/history", 404)
+
+
+async def test_erase_leaves_nothing_and_the_number_comes_back_as_a_stranger(hub: HubFactory, redis: Redis) -> None:
+    phone, chat = "+79997771234", "560001"
+    async with small_hub(hub) as client:
+        api = Api(client)
+        whatsapp, telegram = Customer(client, "whatsapp", phone), Customer(client, "telegram", chat)
+        await whatsapp.say("where is my order")
+        await whatsapp.hears()
+        await telegram.say("/link")
+        await telegram.hears()
+        await telegram.say(phone="79997771234")  # merges the WhatsApp contact into the Telegram one
+        await telegram.hears()
+        contact = await api.one(phone=phone)
+        await api.call("PATCH", f"/contacts/{contact['id']}", json={"add_tags": ["vip"], "attributes": {"x": "1"}})
+        held = await api.call("GET", f"/contacts/{contact['id']}/export")
+        absorbed = [m["id"] for m in held["merged"]]
+        assert len(absorbed) == 1 and len(held["history"]) == 6
+        needles = [contact["id"], *absorbed, phone, phone[1:], chat]
+        assert await references(redis, needles)
+
+        await api.call("DELETE", f"/contacts/{contact['id']}", 204)
+
+        assert await references(redis, needles) == []
+        await api.call("GET", f"/contacts/{contact['id']}", 404)
+        assert await api.find(phone=phone) == []
+        await whatsapp.say("hello again")
+        await whatsapp.hears()
+        stranger = await api.one(phone=phone)
+        assert stranger["id"] != contact["id"] and stranger["attributes"] == {} and stranger["tags"] == []
+        assert [h["text"] for h in await api.history(stranger["id"])][:1] == ["hello again"]
