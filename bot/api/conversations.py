@@ -35,7 +35,7 @@ async def list_conversations(
 ) -> ConversationList:
     contact_ids = await hub.redis.zrevrange(keys.by_mode(mode), 0, limit - 1)
     items = []
-    for cid in contact_ids:
+    for cid in map(str, contact_ids):
         conv = await hub.redis.hgetall(keys.conversation(cid))
         if conv.get("mode", "bot") == mode:
             items.append(ConversationOut(

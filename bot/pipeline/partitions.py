@@ -16,7 +16,8 @@ import math
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -37,7 +38,7 @@ end
 return 0
 """
 
-PartitionRunner = Callable[[int, asyncio.Event], Awaitable[None]]
+PartitionRunner = Callable[[int, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class PartitionLeases:

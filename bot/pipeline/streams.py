@@ -49,7 +49,7 @@ async def consume(
         response = await redis.xreadgroup(
             keys.GROUP, consumer, {stream: "0" if backlog else ">"}, count=batch, block=None if backlog else 500
         )
-        entries: list[Entry] = response[0][1] if response else []
+        entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
         if backlog and not entries:
             backlog = False
             continue
