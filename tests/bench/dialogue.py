@@ -38,8 +38,9 @@ async def main() -> None:
         t0 = time.perf_counter()
         await engine.respond(turn)
         turns.append(time.perf_counter() - t0)
+    p50, p99 = statistics.median(turns) * 1e6, sorted(turns)[int(rounds * 0.99)] * 1e6
     print(f"load {load_ms:.0f} ms; intent match {match_us:.0f} µs/message; "
-          f"whole turn p50 {statistics.median(turns) * 1e6:.0f} µs, p99 {sorted(turns)[int(rounds * .99)] * 1e6:.0f} µs")
+          f"whole turn p50 {p50:.0f} µs, p99 {p99:.0f} µs")
 
 
 if __name__ == "__main__":
