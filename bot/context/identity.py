@@ -13,7 +13,8 @@ from the first message; the number is normalised first, so every spelling of it 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -22,6 +23,33 @@ from bot.context.phones import BadPhone, normalise
 from bot.context.store import ContextStore
 
 MAX_CHAIN = 8  # merged_into hops followed; a longer chain means something rewrote tombstones by hand
+
+# Index keys change only if they still say what the caller expects when its MULTI runs, so merge and
+# erase need no WATCH on them; each is a one-key script, as Redis Cluster wants.
+_REPOINT = """
+local owner = redis.call('GET', KEYS[1])
+if owner == false or owner == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+return 0
+"""
+_DROP_OWNED = """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local owner = string.match(value, '^[^:]*')
+for i = 1, #ARGV do
+  if owner == ARGV[i] then return redis.call('DEL', KEYS[1]) end
+end
+return 0
+"""
+
+
+def stage_repoint(pipe: Any, key: str, old: str, new: str) -> None:
+    """Queue on a MULTI: point `key` at `new` if it then points at `old` or at no one."""
+    pipe.eval(_REPOINT, 1, key, old, new)
+
+
+def stage_drop_owned(pipe: Any, key: str, owners: Collection[str]) -> None:
+    """Queue on a MULTI: delete `key` if its value (`<cid>` or `<cid>:...`) then names one of `owners`."""
+    pipe.eval(_DROP_OWNED, 1, key, *owners)
 
 
 class Identities:

@@ -1,10 +1,11 @@
 """Merge two contacts into one, atomically, and take a merge back.
 
 The two contacts' keys live under different hash tags, so no single MULTI on Redis Cluster covers
-them. On one Redis (or Sentinel) this module uses optimistic locking: WATCH both contacts' keys and
-the absorbed contact's index keys, read, compute the result (`merge_plan`), write everything in one
-MULTI; if anything watched changed in between, nothing is written and the merge starts over. So a
-reader sees either two contacts or one, never half of each. The Cluster protocol (journaled,
+them. On one Redis (or Sentinel) this module uses optimistic locking: WATCH both contacts' keys, read,
+compute the result (`merge_plan`), write everything in one MULTI; if anything watched changed in
+between, nothing is written and the merge starts over. Index keys are repointed by a compare-and-set
+inside that MULTI (`stage_repoint`), so they need no WATCH. A reader sees either two contacts or one,
+never half of each. The Cluster protocol (journaled,
 idempotent steps) is described in docs/architecture.md, "Identity and merge".
 
 Workers write a contact without WATCH (one owner per partition makes it unnecessary), so a turn that
@@ -28,7 +29,7 @@ from redis.exceptions import WatchError
 
 from bot.context import keys
 from bot.context.events import stage_event
-from bot.context.identity import Identities
+from bot.context.identity import Identities, stage_repoint
 from bot.context.merge_plan import TOMBSTONE, Plan, Side, plan
 from bot.context.store import CONSENT_TRAIL_CAP, MODES
 
@@ -111,10 +112,6 @@ class Merger:
             found = await pipe.execute()
         return [Side(cid, *found[4 * n : 4 * n + 4]) for n, cid in enumerate(cids)]
 
-    async def _owners(self, index: Collection[str]) -> dict[str, str | None]:
-        values = await self.redis.mget(list(index)) if index else []
-        return {key: str(v) if v is not None else None for key, v in zip(index, values, strict=True)}
-
     async def _merge(self, survivor: str, absorbed: str, reason: str, hints: set[str]) -> Merged:
         fold = reason == "fold"
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -129,11 +126,8 @@ class Merger:
             now = time.time()
             result = plan(s, a, now, self.history_cap, CONSENT_TRAIL_CAP)
             index = self.identities.index_keys({k: v for k, v in a.profile.items() if k not in TOMBSTONE}) | hints
-            if index:
-                await pipe.watch(*index)
-            owners = await self._owners(index)
             pipe.multi()  # type: ignore[no-untyped-call]
-            self._stage(pipe, survivor, absorbed, result, owners, now)
+            self._stage(pipe, survivor, absorbed, result, index, now)
             event = None if fold else stage_event(
                 pipe, "contact.merged", survivor, {"survivor": survivor, "absorbed": absorbed, "reason": reason}
             )
@@ -141,7 +135,7 @@ class Merger:
         return Merged(survivor, absorbed, event["id"] if event else None)
 
     def _stage(
-        self, pipe: Any, survivor: str, absorbed: str, p: Plan, owners: dict[str, str | None], now: float
+        self, pipe: Any, survivor: str, absorbed: str, p: Plan, index: Collection[str], now: float
     ) -> None:
         if p.profile:
             pipe.hset(keys.contact(survivor), mapping=p.profile)
@@ -155,9 +149,8 @@ class Merger:
                 pipe.rpush(key, *entries)
         pipe.zunionstore(keys.deduped(survivor), [keys.deduped(survivor), keys.deduped(absorbed)], aggregate="MAX")
         pipe.expire(keys.deduped(survivor), self.dedupe_ttl)
-        for key, owner in owners.items():
-            if owner in (absorbed, None):
-                pipe.set(key, survivor)
+        for key in index:
+            stage_repoint(pipe, key, absorbed, survivor)
         for tag in p.tags:
             pipe.srem(keys.tag(tag), absorbed)
             pipe.sadd(keys.tag(tag), survivor)
@@ -181,17 +174,14 @@ class Merger:
                 raise MergeError(f"contact {absorbed!r} is not merged into {survivor!r}")
             undo = orjson.loads(a.profile["undo"])
             index = self.identities.index_keys(undo["profile"])
-            if index:
-                await pipe.watch(*index)
-            owners = await self._owners(index)
             pipe.multi()  # type: ignore[no-untyped-call]
-            self._stage_unmerge(pipe, s, absorbed, undo, owners)
+            self._stage_unmerge(pipe, s, absorbed, undo, index)
             event = stage_event(pipe, "contact.unmerged", survivor, {"survivor": survivor, "absorbed": absorbed})
             await pipe.execute()
         return str(event["id"])
 
     @staticmethod
-    def _stage_unmerge(pipe: Any, s: Side, absorbed: str, undo: dict[str, Any], owners: dict[str, str | None]) -> None:
+    def _stage_unmerge(pipe: Any, s: Side, absorbed: str, undo: dict[str, Any], index: Collection[str]) -> None:
         original: dict[str, str] = undo["profile"]
         moved: list[str] = undo["moved"]
         if gone := [f for f in moved if f in s.profile]:
@@ -204,9 +194,8 @@ class Merger:
                 pipe.hdel(keys.contact(s.cid), "phone")
         pipe.delete(keys.contact(absorbed))
         pipe.hset(keys.contact(absorbed), mapping={**original, "unmerged_at": f"{time.time():.3f}"})
-        for key, owner in owners.items():
-            if owner in (s.cid, None):
-                pipe.set(key, absorbed)
+        for key in index:
+            stage_repoint(pipe, key, s.cid, absorbed)
         for name in original:
             if name.startswith("t:"):
                 pipe.sadd(keys.tag(name[2:]), absorbed)

@@ -12,8 +12,9 @@ What a contact is made of, and so what erase removes:
 - its entries still in the partition streams (not yet trimmed, or not yet processed — those are
   then never answered), found by reading those streams, whose length the trimming bounds.
 
-The profile and every index key read are WATCHed, so an erase racing a merge or a new identity
-starts over instead of missing a key. A turn that loaded the contact before the erase and commits
+The profile is WATCHed, so an erase racing a merge or a new identity starts over instead of missing
+a key; index keys and link codes are deleted by a check-and-delete inside the MULTI, only if they
+still name one of these ids then. A turn that loaded the contact before the erase and commits
 after it recreates keys; the worker notices (`Linker.settle`) and erases again. A `contact.erased`
 event (ids only) is queued in the same MULTI.
 """
@@ -31,7 +32,7 @@ from redis.exceptions import WatchError
 from bot.context import keys
 from bot.context.consent import consent_trail
 from bot.context.events import stage_event
-from bot.context.identity import Identities
+from bot.context.identity import Identities, stage_drop_owned
 from bot.context.store import MODES
 
 ATTEMPTS = 20
@@ -96,14 +97,11 @@ class Privacy:
             absorbed = await self._tombstones(profile)
             owners = {cid, *absorbed}
             profiles = [profile, *absorbed.values(), *(_original(t) for t in absorbed.values())]
-            index = sorted(set().union(*(self.identities.index_keys(p) for p in profiles)))
-            codes = sorted({keys.link_code(p["lc"]) for p in profiles if "lc" in p})
-            if index or codes:
-                await pipe.watch(*index, *codes)
-            values = await self.redis.mget(index + codes) if index or codes else []
+            index = set().union(*(self.identities.index_keys(p) for p in profiles))
+            index |= {keys.link_code(p["lc"]) for p in profiles if "lc" in p}
             dedupes = await self._dedupe_keys(owners)
             pipe.multi()  # type: ignore[no-untyped-call]
-            self._stage(pipe, owners, profiles, dict(zip(index + codes, values, strict=True)), dedupes)
+            self._stage(pipe, owners, profiles, index, dedupes)
             event = stage_event(pipe, "contact.erased", cid, {"id": cid, "absorbed": sorted(absorbed)})
             await pipe.execute()
         await self._drop_stream_entries(owners)
@@ -111,11 +109,10 @@ class Privacy:
 
     @staticmethod
     def _stage(
-        pipe: Any, owners: set[str], profiles: list[dict[str, str]], values: dict[str, Any], dedupes: list[str]
+        pipe: Any, owners: set[str], profiles: list[dict[str, str]], index: set[str], dedupes: list[str]
     ) -> None:
-        for key, value in values.items():
-            if value is not None and str(value).split(":")[0] in owners:
-                pipe.delete(key)
+        for key in index:
+            stage_drop_owned(pipe, key, owners)
         for profile in profiles:
             for name in profile:
                 if name.startswith("i:"):
