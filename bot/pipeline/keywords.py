@@ -13,7 +13,9 @@ keyword never reaches the engine. A keyword is the whole message, trimmed, in an
   on other channels stays out until the customer opts in there. Confirmed.
 - HELP, ПОМОЩЬ: the help text; consent unchanged.
 
-Viber `subscribed` puts Viber service consent in; `unsubscribed` takes all Viber consent out.
+Viber `subscribed` puts Viber service consent in; `unsubscribed` takes all Viber consent out. Viber
+subscribes a customer who writes to the bot without sending `subscribed`, so a message from a customer
+who had unsubscribed puts service consent back in (marketing stays out until an explicit opt-in).
 
 The replies are settings (`context.consent_texts`) over the defaults below rather than dialog texts:
 they are compliance wording every deployment needs whatever its dialogs directory holds, and they
@@ -26,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.context.consent import PURPOSES, Cause, record
+from bot.context.consent import PURPOSES, Cause, field, record
 from bot.context.store import Changes
 from bot.dialogue.nlu import is_cyrillic
 from bot.models import CHANNELS, EventKind, InboundEvent, Reply
@@ -81,17 +83,25 @@ class ConsentKeywords:
             cause = Cause("unsubscribed", now, event.provider_id, entry_id)
             record(changes, profile, event.channel, PURPOSES, "out", cause)
             return Handled()
-        if event.kind is not EventKind.message or event.channel != "sms" or not event.text:
+        if event.kind is not EventKind.message:
             return None
-        word = event.text.strip()
+        if event.channel == "viber" and profile.get(field("viber", "service")) == "out":
+            cause = Cause("subscribed", now, event.provider_id, entry_id, detail="wrote again")
+            record(changes, profile, "viber", ("service",), "in", cause)
+        return self._keyword(profile, event, entry_id, changes, now) if event.channel == "sms" else None
+
+    def _keyword(
+        self, profile: Mapping[str, str], event: InboundEvent, entry_id: str, changes: Changes, now: float
+    ) -> Handled | None:
+        word = (event.text or "").strip()
         keyword = word.casefold()
         cause = Cause("keyword", now, event.provider_id, entry_id, detail=word)
         if keyword in STOP:
-            first = record(changes, profile, "sms", PURPOSES, "out", cause)
+            newly_out = record(changes, profile, "sms", PURPOSES, "out", cause)
             if self.revoke_all_marketing:
                 for channel in CHANNELS:
                     record(changes, profile, channel, ("marketing",), "out", cause)
-            return Handled(self._reply("stopped", profile, word) if first else None)
+            return Handled(self._reply("stopped", profile, word) if newly_out else None)
         if keyword in START:
             record(changes, profile, "sms", PURPOSES, "in", cause)
             return Handled(self._reply("started", profile, word))

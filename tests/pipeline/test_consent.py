@@ -148,6 +148,7 @@ async def test_viber_subscription_and_unsubscription(hub: HubFactory, redis: Red
         cid = await vera.contact_id()
         assert await _consent_after(redis, cid, 1) == [("viber", "service", "in", "subscribed", subscribed)]
         assert (await send(redis, vera, "viber", "welcome", purpose="service"))["status"] == "sent"
+        await vera.replies()
         offer = await send(redis, vera, "viber", "offer")
         assert (offer["status"], offer["error"]) == ("blocked", "not sent: no opt-in to marketing messages on viber")
 
@@ -156,6 +157,13 @@ async def test_viber_subscription_and_unsubscription(hub: HubFactory, redis: Red
             ("viber", purpose, "out", "unsubscribed", unsubscribed) for purpose in ("service", "marketing")]
         note = await send(redis, vera, "viber", "after", purpose="service")
         assert note["error"] == "not sent: viber consent for service messages was withdrawn"
+
+        await vera.say("hi")  # writing to a Viber bot subscribes again
+        [greeting] = await vera.replies()
+        assert greeting["text"].startswith("Hi, Sandbox!")
+        trail = await consent_trail(redis, cid)
+        assert [(r["purpose"], r["state"], r["source"], r.get("detail")) for r in trail[3:]] == [
+            ("service", "in", "subscribed", "wrote again")]
 
 
 async def _consent_after(redis: Redis, cid: str, rows: int) -> list[tuple[Any, ...]]:
