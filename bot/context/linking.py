@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from bot.context import keys
 from bot.context.identity import Identities
@@ -44,12 +45,12 @@ Forward = Callable[[str, InboundEvent, str], Awaitable[None]]  # (contact id, ev
 Erase = Callable[[str], Awaitable[object]]
 
 
+@dataclass(frozen=True)
 class Prepared:
     """The context a turn runs with, and the answer already given (None: the dialog answers)."""
 
-    def __init__(self, snapshot: Snapshot, notice: list[Reply] | None = None) -> None:
-        self.snapshot = snapshot
-        self.notice = notice
+    snapshot: Snapshot
+    notice: list[Reply] | None = None
 
 
 class Linker:

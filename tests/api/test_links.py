@@ -7,7 +7,7 @@ import re
 from redis.asyncio import Redis
 
 from bot.context import keys
-from tests.api.chat import Api, Customer, small_hub
+from tests.api.chat import Api, Customer, eventually, small_hub
 from tests.conftest import HubFactory
 
 LINKED = "Done — this chat is now linked with your other one. Let's carry on where we left off."
@@ -69,3 +69,23 @@ async def test_expired_unknown_and_guessed_codes_are_answered_and_limited(hub: H
         await guesser.say(f"/start {fresh}")  # the sixth try, even with a live code
         assert await guesser.hears() == [LOCKED]
         assert len({(await api.one(channel="telegram", user_id=u))["id"] for u in ("530002", "530003")}) == 2
+
+
+async def test_viber_links_by_deep_link_context_and_by_a_shared_contact(hub: HubFactory) -> None:
+    async with small_hub(hub) as client:
+        api = Api(client)
+        telegram, viber = Customer(client, "telegram", "530004"), Customer(client, "viber", "viber-530005")
+        code, _ = await offered_code(telegram)
+        opened = await client.http.post("/emulator/viber/_/inbound", json={
+            "user_id": viber.user, "event": "conversation_started", "context": code})
+        assert opened.json()["status"] == 200
+        [welcome] = await viber.hears()  # the welcome answer to conversation_started; the link is silent
+        assert welcome.startswith("Hello!")
+        linked = await eventually(lambda: api.find(channel="viber", user_id=viber.user),
+                                  lambda found: len(found) == 1 and len(found[0]["identities"]) == 2)
+        assert {i["channel"] for i in linked[0]["identities"]} == {"telegram", "viber"}
+
+        await viber.say(phone="+7 999 000-33-66")  # a Viber contact message
+        [thanks] = await viber.hears()
+        assert thanks.startswith("Thanks, Sandbox! I've saved your number")
+        assert (await api.one(phone="89990003366"))["id"] == linked[0]["id"]
