@@ -136,9 +136,9 @@ class Linker:
         except BadPhone:
             log.info("contact %s shared an unreadable phone %r", cid, raw)
             return None
-        owner = await self.identities.claim_phone(cid, e164)
+        owner = await self.identities.live(await self.identities.claim_phone(cid, e164))
         if owner != cid:
-            await self.merger.merge(cid, await self.identities.live(owner), "shared phone", {keys.phone(e164)})
+            await self.merger.merge(cid, owner, "shared phone", {keys.phone(e164)})
         return "phone_saved"
 
     def _say(self, name: str, snapshot: Snapshot, event: InboundEvent) -> list[Reply]:

@@ -16,25 +16,20 @@ writes to the survivor by the same rules.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from bot.context import keys
 from bot.context.events import stage_event
 from bot.context.identity import Identities, stage_repoint
 from bot.context.merge_plan import TOMBSTONE, Plan, Side, plan
 from bot.context.store import CONSENT_TRAIL_CAP, MODES
-
-ATTEMPTS = 50
-_T = TypeVar("_T")
+from bot.context.watched import until_committed
 
 
 class MergeError(Exception):
@@ -62,6 +57,10 @@ class Merged:
     event_id: str | None  # the `contact.merged` event; None for a fold
 
 
+def _busy() -> Busy:
+    return Busy("the contacts kept changing while merging; try again")
+
+
 def contact_keys(cid: str) -> list[str]:
     return [keys.contact(cid), keys.conversation(cid), keys.history(cid), keys.consent(cid)]
 
@@ -78,7 +77,7 @@ class Merger:
         profile may not list yet (a contact whose first message is still in its stream)."""
         if survivor == absorbed:
             raise SameContact(f"cannot merge contact {survivor!r} with itself")
-        return await self._retry(lambda: self._merge(survivor, absorbed, reason, set(hints)))
+        return await until_committed(lambda: self._merge(survivor, absorbed, reason, set(hints)), _busy)
 
     async def fold(self, absorbed: str) -> Merged | None:
         """Move writes that landed on a tombstone after its merge to the contact that absorbed it."""
@@ -87,20 +86,12 @@ class Merger:
             survivor = await self.identities.live(absorbed)
             return None if survivor == absorbed else await self._merge(survivor, absorbed, "fold", set())
 
-        return await self._retry(attempt)
+        return await until_committed(attempt, _busy)
 
     async def unmerge(self, survivor: str, absorbed: str) -> str:
         """Give `absorbed` back its identities, phones, tags and profile; returns the event id.
         History, consent trail and attributes learned since stay with the survivor."""
-        return await self._retry(lambda: self._unmerge(survivor, absorbed))
-
-    async def _retry(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        for n in range(ATTEMPTS):
-            try:
-                return await attempt()
-            except WatchError:
-                await asyncio.sleep(random.uniform(0, 0.002 * (n + 1)))  # both sides are busy: back off
-        raise Busy("the contacts kept changing while merging; try again")
+        return await until_committed(lambda: self._unmerge(survivor, absorbed), _busy)
 
     async def _read(self, *cids: str) -> list[Side]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -21,21 +21,19 @@ event (ids only) is queued in the same MULTI.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from bot.context import keys
 from bot.context.consent import consent_trail
 from bot.context.events import stage_event
 from bot.context.identity import Identities, stage_drop_owned
 from bot.context.store import MODES
+from bot.context.watched import until_committed
 
-ATTEMPTS = 20
 STREAM_PAGE = 1000
 
 
@@ -68,15 +66,8 @@ class Privacy:
 
     async def erase(self, cid: str) -> str | None:
         """Erase `cid`; returns the `contact.erased` event id, None when there was nothing to erase."""
-        for attempt in range(ATTEMPTS):
-            try:
-                event_id = await self._erase(cid)
-                break
-            except WatchError:
-                await asyncio.sleep(0.002 * (attempt + 1))
-        else:
-            raise RuntimeError(f"contact {cid} kept changing while being erased")
-        return event_id
+        return await until_committed(
+            lambda: self._erase(cid), lambda: RuntimeError(f"contact {cid} kept changing while being erased"))
 
     async def _tombstones(self, profile: dict[str, str]) -> dict[str, dict[str, str]]:
         absorbed = [name[2:] for name in profile if name.startswith("m:")]

@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from bot.context import keys
-
-ATTEMPTS = 20
+from bot.context.watched import until_committed
 
 
 class GoneContact(LookupError):
@@ -51,12 +49,8 @@ class Profiles:
 
     async def change(self, cid: str, change: ProfileChange) -> None:
         """Apply `change`; raises `GoneContact`."""
-        for _ in range(ATTEMPTS):
-            try:
-                return await self._change(cid, change)
-            except WatchError:
-                continue
-        raise RuntimeError(f"contact {cid} kept changing while being updated")
+        await until_committed(
+            lambda: self._change(cid, change), lambda: RuntimeError(f"contact {cid} kept changing while being updated"))
 
     async def _change(self, cid: str, change: ProfileChange) -> None:
         profile_key = keys.contact(cid)
