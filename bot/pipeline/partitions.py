@@ -75,11 +75,19 @@ class PartitionLeases:
             *_, live = await pipe.execute()
         target = math.ceil(self.partitions / max(int(live), 1))
         for p in list(self.held):
-            task, _ = self.held[p]
-            if task.done() or not await self._renew(keys=[keys.lease(p)], args=[self.me, self.lease_ms]):
-                await self._drop(p)
-        while len(self.held) > target:
-            await self._drop(max(self.held), release=True)
+            task, halt = self.held[p]
+            renewed = await self._renew(keys=[keys.lease(p)], args=[self.me, self.lease_ms])
+            if not renewed:  # someone else has it now: stop at once, nothing left to give back
+                log.warning("lease of partition %s lost", p)
+                halt.set()
+                del self.held[p]
+            elif task.done():  # stopped (handed over, or failed): only now may another worker take it
+                del self.held[p]
+                self._report(p, task)
+                await self._release(keys=[keys.lease(p)], args=[self.me])
+        running = [p for p, (_, halt) in self.held.items() if not halt.is_set()]
+        for p in sorted(running, reverse=True)[: max(len(running) - target, 0)]:
+            self.held[p][1].set()  # hand over after the current batch; the lease is kept until then
         for p in range(self.partitions):
             if len(self.held) >= target:
                 break
@@ -87,20 +95,17 @@ class PartitionLeases:
                 halt = asyncio.Event()
                 self.held[p] = (asyncio.create_task(self.runner(p, halt), name=f"partition-{p}"), halt)
 
-    async def _drop(self, p: int, release: bool = False) -> None:
-        task, halt = self.held.pop(p)
-        halt.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            try:
-                await asyncio.wait_for(task, self.lease_ms / 1000)
-            except TimeoutError:
-                log.warning("partition %s did not stop in time", p)
-            except Exception:
-                log.exception("partition %s failed", p)
-        if release:
-            await self._release(keys=[keys.lease(p)], args=[self.me])
+    @staticmethod
+    def _report(p: int, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("partition %s stopped on an error", p, exc_info=task.exception())
 
     async def release_all(self) -> None:
+        """Stop every partition (all at once), then give their leases back."""
+        for _, halt in self.held.values():
+            halt.set()
+        await asyncio.gather(*(task for task, _ in self.held.values()), return_exceptions=True)
         for p in list(self.held):
-            await self._drop(p, release=True)
+            await self._release(keys=[keys.lease(p)], args=[self.me])
+        self.held.clear()
         await self.redis.zrem(keys.WORKERS, self.me)
