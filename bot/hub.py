@@ -136,7 +136,7 @@ class Hub:
                 await connector.start(None)
         self._tasks.append(asyncio.create_task(self._go_live(registering), name="go-live"))
 
-    async def _go_live(self, registering: set[str]) -> None:
+    async def _go_live(self, registering: set[Channel]) -> None:
         if registering:
             await self._until_serving()
             for name in registering:

@@ -66,7 +66,7 @@ class Worker:
                     log.exception("entry %s of contact %s failed; will retry", entry_id, cid)
                     break
                 log.exception("entry %s of contact %s failed %s times; dead-lettered", entry_id, cid, MAX_FAILURES)
-                await self.redis.xadd("omni:dead", {"c": cid, "id": entry_id, **fields}, maxlen=10_000)
+                await self.redis.xadd("omni:dead", {"c": cid, "id": entry_id, "e": fields.get("e", "")}, maxlen=10_000)
             self._failures.pop(entry_id, None)
             done.append(entry_id)
         return done, outbound
