@@ -251,6 +251,15 @@ def update_events(update: Update) -> list[InboundEvent]:
     return []
 
 
+def _own_phone(message: Message) -> str | None:
+    """The customer's own number, from a "share my phone" button (request_contact). A card of someone
+    else (any contact can be forwarded) must never link that person's identity to this customer."""
+    card, sender = message.contact, message.from_user
+    if card is None or sender is None or card.user_id != sender.id:
+        return None
+    return card.phone_number
+
+
 def _message_event(update_id: int, message: Message) -> InboundEvent | None:
     text = message.text or message.caption
     start_param = None
@@ -259,7 +268,7 @@ def _message_event(update_id: int, message: Message) -> InboundEvent | None:
     attachments = _attachments(message)
     place = message.location
     location = Location(latitude=place.latitude, longitude=place.longitude) if place else None
-    contact_phone = message.contact.phone_number if message.contact else None
+    contact_phone = _own_phone(message)
     if not (text or attachments or location or contact_phone):
         return None  # service messages (pins, joins) are not something a customer said
     return InboundEvent(

@@ -57,6 +57,11 @@ class HistoryItem(BaseModel):
     buttons: list[dict[str, str]] = []
     payload: str | None = None
     error: str | None = None
+    sms_segments: int | None = None
+    sms_encoding: str | None = None
+    cost: float | None = None
+    template: str | None = None
+    campaign_id: str | None = None
 
 
 class HistoryPage(BaseModel):
@@ -137,5 +142,6 @@ def history_item(entry: dict[str, Any]) -> HistoryItem:
         id=entry["id"], channel=entry["ch"], direction=entry["d"], author=entry.get("by", "customer"),
         text=entry.get("tx"), at=_at(entry["at"]), status=entry.get("st"),
         provider_id=entry.get("pid") or None, buttons=entry.get("btn", []), payload=entry.get("pl"),
-        error=entry.get("err"),
+        error=entry.get("err"), sms_segments=entry.get("seg"), sms_encoding=entry.get("enc"),
+        cost=entry.get("cost"), template=entry.get("tpl"), campaign_id=entry.get("cmp"),
     )

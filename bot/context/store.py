@@ -182,20 +182,3 @@ class ContextStore:
     async def recent_history(self, cid: str, count: int) -> list[dict[str, Any]]:
         raw = await self.redis.lrange(keys.history(cid), -count, -1)
         return [orjson.loads(r) for r in raw]
-
-    async def erase(self, cid: str) -> bool:
-        """Forget a contact: its keys and every index entry that points at it."""
-        snapshot = await self.load(cid)
-        if not snapshot.profile and not snapshot.conversation:
-            return False
-        index_keys = [keys.identity(i["channel"], i["id"]) for i in snapshot.identities]
-        if phone := snapshot.profile.get("phone"):
-            index_keys.append(keys.phone(phone))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key in index_keys:
-                pipe.delete(key)
-            for mode in MODES:
-                pipe.zrem(keys.by_mode(mode), cid)
-            pipe.delete(keys.contact(cid), keys.conversation(cid), keys.history(cid), keys.consent(cid))
-            await pipe.execute()
-        return True

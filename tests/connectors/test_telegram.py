@@ -121,6 +121,10 @@ def test_contact_phone_passes_through_unnormalised() -> None:
     assert event.contact_phone == "79991234567"
 
 
+def test_a_forwarded_card_of_someone_else_links_nobody() -> None:
+    assert parse("contact_of_someone_else") == []
+
+
 def test_russian_text_and_language() -> None:
     [event] = parse("text_russian")
     assert event.text == "Здравствуйте! Когда привезут мой заказ?"

@@ -6,6 +6,8 @@ from redis.asyncio import Redis
 
 from bot.context import keys
 from bot.context.consent import Cause, allowed, consent_trail, field, record, refusal
+from bot.context.identity import Identities
+from bot.context.privacy import Privacy
 from bot.context.store import CONSENT_TRAIL_CAP, Changes, ContextStore
 
 CID = "c-consent"
@@ -61,6 +63,6 @@ async def test_the_trail_is_capped_and_erased_with_the_contact(redis: Redis) -> 
     assert len(trail) == CONSENT_TRAIL_CAP
     assert trail[0]["at"] == 5.0 and trail[-1]["at"] == float(CONSENT_TRAIL_CAP + 4)  # oldest dropped first
 
-    assert await store.erase(CID)
+    assert await Privacy(redis, Identities(redis, store, "RU"), 4).erase(CID)
     assert await consent_trail(redis, CID) == []
     assert not await redis.exists(keys.contact(CID))

@@ -104,7 +104,9 @@ async def test_sms_options_answered_by_title_with_segments_and_cost(hub: HubFact
         assert delivery["text"].startswith("Доставляем по всей стране") and hours["text"].startswith("Магазин")
 
         # SMS has delivery receipts, no read receipts
-        await dima.history_until(lambda items: statuses(items) == ["delivered"] * 3)
+        shown = await dima.history_until(lambda items: statuses(items) == ["delivered"] * 3)
+        assert [(e["sms_encoding"], e["sms_segments"], e["cost"]) for e in shown if e["direction"] == "out"] == [
+            ("UCS-2", 2, 0.1), ("UCS-2", 3, 0.15), ("UCS-2", 2, 0.1)]  # what the API shows a marketer
         raw = await redis.lrange(keys.history(await dima.contact_id()), 0, -1)
         out = [entry for entry in map(orjson.loads, raw) if entry["d"] == "out"]
         segments = [sms_info(m["text"]).segments for m in (greeting, delivery, hours)]
