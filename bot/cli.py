@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from bot.dialogue import DialogError, Engine
 from bot.models import Channel
-from bot.redis_server import EmbeddedRedis, RedisUnavailable
+from bot.redis_server import EmbeddedRedis, RedisUnavailable, connect
 from bot.rendering import sms_info
 from bot.sandbox.client import SandboxClient, default_user
 from bot.settings import ConfigError, Settings, load_settings
@@ -114,7 +114,7 @@ def worker() -> None:
 async def _work(settings: Settings) -> None:
     from bot.hub import Hub
 
-    redis = Redis.from_url(settings.redis_url or "", decode_responses=True, max_connections=512)
+    redis = connect(settings.redis_url or "")
     hub = Hub(settings, redis, run_api=False, run_workers=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,6 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import Redis as AsyncRedis
+
+
+def connect(url: str) -> AsyncRedis:
+    """The process's one Redis client. Under a burst, requests wait for a free connection (up to 10 s)
+    instead of failing with "too many connections": back-pressure rather than lost webhooks."""
+    pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=256, timeout=10)
+    return AsyncRedis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
 
 class RedisUnavailable(RuntimeError):
     pass

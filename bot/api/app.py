@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.api import contacts, conversations, merges, webhooks
 from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
+from bot.redis_server import connect
 from bot.sandbox import emulators as sandbox
 from bot.sandbox import page as sandbox_page
 from bot.settings import Settings
@@ -25,8 +25,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0", decode_responses=True,
-                               max_connections=512)
+        redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0")
         hub = Hub(settings, redis, run_api=True, run_workers=run_workers)
         app.state.hub = hub
         emulators = hub.build_emulators()

@@ -14,7 +14,7 @@ from bot.hub import Hub
 API_KEYS = "omni:apikeys"  # hash: sha256(key) -> key name
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:  # async: a sync dependency would hop to a thread
     hub: Hub = request.app.state.hub
     return hub
 

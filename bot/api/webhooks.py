@@ -13,12 +13,12 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, HTTPException, Request, Response
 from redis.exceptions import RedisError
 
-from bot.api.deps import HubDep
 from bot.api.metrics import WEBHOOKS
+from bot.hub import Hub
 from connectors.base import WebhookError, WebhookRequest
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"])  # hot path: no dependency injection, the Hub comes from app.state
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -35,7 +35,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @router.post("/webhooks/{provider}", include_in_schema=False)
 @router.post("/webhooks/{provider}/{kind}", include_in_schema=False)
-async def webhook(provider: str, request: Request, hub: HubDep, kind: str | None = None) -> Response:
+async def webhook(provider: str, request: Request) -> Response:
+    hub: Hub = request.app.state.hub
     connector = hub.webhooks.get(provider)
     if connector is None:
         raise HTTPException(404, f"no webhook for {provider!r}: the channel is not enabled")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 import orjson
 from redis.asyncio import Redis
@@ -84,9 +85,9 @@ class Webhooks:
 class Customers:
     """Customers over the channels of the mix; replies are matched to them from the emulators' outboxes."""
 
-    def __init__(self, http: httpx.AsyncClient, emulators: httpx.AsyncClient, channels: tuple[str, ...]) -> None:
-        self.http, self.emulators, self.channels = http, emulators, channels
-        self.webhooks = Webhooks(str(http.base_url).rstrip("/"))
+    def __init__(self, http: aiohttp.ClientSession, hub: str, emulators: str, channels: tuple[str, ...]) -> None:
+        self.http, self.hub, self.emulators, self.channels = http, hub, emulators, channels
+        self.webhooks = Webhooks(hub)
         self.waiting: dict[tuple[str, str], tuple[float, asyncio.Future[float]]] = {}
         self.users = itertools.count(1)
 
@@ -105,17 +106,19 @@ class Customers:
         future = asyncio.get_running_loop().create_future()
         sent = time.time()
         self.waiting[(channel, user)] = (sent, future)
-        response = await self.http.post(path, content=body, headers=headers)
-        if response.status_code != 200:
-            raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+        async with self.http.post(self.hub + path, data=body, headers=headers) as response:
+            if response.status != 200:
+                raise RuntimeError(f"{path} answered {response.status}: {await response.text()}")
         return await asyncio.wait_for(future, 30)
 
     async def collect(self, provider: str, stop: asyncio.Event) -> None:
         """Read every new message the hub sent through one emulator, in batches (one long poll)."""
         seq = 0
         while not stop.is_set():
-            response = await self.emulators.get(f"/emulator/{provider}/_/outbox", params={"after": seq, "wait": 1})
-            for item in response.json()["items"]:
+            url = f"{self.emulators}/emulator/{provider}/_/outbox"
+            async with self.http.get(url, params={"after": seq, "wait": 1}) as response:
+                items = orjson.loads(await response.read())["items"]
+            for item in items:
                 seq = max(seq, item["seq"])
                 channel = item.get("raw", {}).get("channel") or provider
                 pending = self.waiting.pop((channel, item["user_id"]), None)
@@ -231,10 +234,9 @@ async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> d
         await until_ready(f"http://127.0.0.1:{emulator_port}/emulator/telegram/_/webhook", [emulators])
         await until_ready(f"{hub}/readyz", procs)
         await asyncio.sleep(3)  # webhooks registered, workers hold their partition leases
-        limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
-        async with httpx.AsyncClient(base_url=hub, timeout=60, limits=limits) as http, \
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{emulator_port}", timeout=60) as emulator_http:
-            customers = Customers(http, emulator_http, MIXES[args.mix])
+        connector = aiohttp.TCPConnector(limit=500)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+            customers = Customers(http, hub, f"http://127.0.0.1:{emulator_port}", MIXES[args.mix])
             stop = asyncio.Event()
             providers = {"telegram": "telegram", "whatsapp": "twilio", "sms": "twilio", "viber": "viber"}
             collectors = [asyncio.create_task(customers.collect(p, stop))
