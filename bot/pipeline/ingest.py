@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from bot.context import keys
 from bot.context.identity import Identities
@@ -40,12 +41,25 @@ class Ingest:
         if not events:
             return 0
         contacts = [await self._contact(e) for e in events]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event, cid in zip(events, contacts, strict=True):
-                if cid is not None:
-                    await self._stage(pipe, cid, event.dedupe_key, event)
-            results = await pipe.execute()
+        staged = [(cid, e.dedupe_key, e) for e, cid in zip(events, contacts, strict=True) if cid is not None]
+        results = await self._append(staged)
         return sum(1 for r in results[::_COMMANDS_PER_EVENT] if r)
+
+    async def _append(self, staged: list[tuple[str, str, InboundEvent]]) -> list[Any]:
+        """One round trip. The script goes by its SHA, skipping the SCRIPT EXISTS round trip redis-py
+        makes before every pipeline that holds a script; Redis forgets scripts only when restarted,
+        and then the script is loaded and the (idempotent) pipeline sent again."""
+        for attempt in (1, 2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for cid, event_key, event in staged:
+                    self._stage(pipe, cid, event_key, event)
+                try:
+                    return list(await pipe.execute())
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    await self.redis.script_load(_APPEND_ONCE)
+        return []
 
     async def _contact(self, event: InboundEvent) -> str | None:
         """A delivery status is about a message we sent, so its contact exists — unless it was erased
@@ -57,18 +71,13 @@ class Ingest:
     async def forward(self, cid: str, event: InboundEvent, event_key: str) -> None:
         """Append `event` again, for `cid`: it reached a contact merged or erased since it was accepted.
         `event_key` names the forwarding, so a replayed forwarding is dropped like a provider retry."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._stage(pipe, cid, event_key, event)
-            await pipe.execute()
+        await self._append([(cid, event_key, event)])
 
-    async def _stage(self, pipe: Any, cid: str, event_key: str, event: InboundEvent) -> None:
+    def _stage(self, pipe: Any, cid: str, event_key: str, event: InboundEvent) -> None:
         p = keys.partition_of(cid, self.partitions)
         dedupe, now = keys.dedupe(p, event_key), time.time()
-        await self._append_once(
-            keys=[dedupe, keys.inbound(p)],
-            args=[self.dedupe_ttl, cid, event.model_dump_json(exclude_defaults=True)],
-            client=pipe,
-        )
+        pipe.evalsha(self._append_once.sha, 2, dedupe, keys.inbound(p),
+                     self.dedupe_ttl, cid, event.model_dump_json(exclude_defaults=True))
         pipe.zadd(keys.deduped(cid), {dedupe: now + self.dedupe_ttl})
         pipe.zremrangebyscore(keys.deduped(cid), "-inf", now)
         pipe.expire(keys.deduped(cid), self.dedupe_ttl)
