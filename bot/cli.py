@@ -29,6 +29,12 @@ app = typer.Typer(help="Omnihub: one bot and one customer memory for Telegram, W
 log = logging.getLogger("omnihub")
 
 
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("twilio", "httpx", "aiohttp.access"):  # a line per HTTP request is not worth its cost
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
 def fail(message: str) -> typer.Exit:
     typer.secho(f"omnihub: {message}", fg="red", err=True)
     return typer.Exit(2)
@@ -91,7 +97,7 @@ def serve(settings: Settings, run_workers: bool) -> None:
 @app.command()
 def run() -> None:
     """The whole hub in one process: API, webhooks, workers, sandbox emulators."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     with redis_for(checked_settings()) as settings:
         serve(settings, run_workers=True)
 
@@ -99,14 +105,14 @@ def run() -> None:
 @app.command()
 def api() -> None:
     """Only webhooks and the HTTP API (scale out: many of these behind a load balancer)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     serve(checked_settings(need_redis=True), run_workers=False)
 
 
 @app.command()
 def worker() -> None:
     """Only partition workers and senders (scale out: run several; partitions are shared among them)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     settings = checked_settings(need_redis=True)
     asyncio.run(_work(settings))
 

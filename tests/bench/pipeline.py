@@ -91,6 +91,14 @@ class Customers:
         self.waiting: dict[tuple[str, str], tuple[float, asyncio.Future[float]]] = {}
         self.users = itertools.count(1)
 
+    async def subscribe(self, people: list[tuple[str, str]]) -> None:
+        """Viber lets a bot write only to subscribers: they subscribe (through the emulator) first."""
+        for channel, user in people:
+            if channel == "viber":
+                url = f"{self.emulators}/emulator/viber/_/inbound"
+                async with self.http.post(url, json={"user_id": user, "event": "subscribed"}) as response:
+                    response.raise_for_status()
+
     def new(self, count: int) -> list[tuple[str, str]]:
         made = []
         for _ in range(count):
@@ -138,14 +146,17 @@ async def closed_loop(customers: Customers, count: int, seconds: float) -> float
             await customers.turn(channel, user, TURNS[n % len(TURNS)])
             done += 1
 
+    people = customers.new(count)
+    await customers.subscribe(people)
     started = time.perf_counter()
-    await asyncio.gather(*(customer(c, u) for c, u in customers.new(count)))
+    await asyncio.gather(*(customer(c, u) for c, u in people))
     return done / (time.perf_counter() - started)
 
 
 async def open_loop(customers: Customers, count: int, rate: float, seconds: float) -> tuple[list[float], float]:
     """Offer `rate` messages/s spread over `count` customers; a customer never has two in flight."""
     people = customers.new(count)
+    await customers.subscribe(people)
     latencies: list[float] = []
     busy: set[int] = set()
     tasks: set[asyncio.Task[None]] = set()
@@ -172,8 +183,9 @@ async def open_loop(customers: Customers, count: int, rate: float, seconds: floa
 async def memory_per_conversation(redis: Redis, customers: Customers, count: int) -> tuple[float, float]:
     """Run `count` conversations of 10 turns; Redis bytes each (whole DB delta; contact keys only)."""
     await asyncio.sleep(6)  # let stream trimming catch up with what came before
-    before = (await redis.info("memory"))["used_memory"]
     people = customers.new(count)
+    await customers.subscribe(people)
+    before = (await redis.info("memory"))["used_memory"]
     for text in TURNS:
         for start in range(0, count, 200):
             await asyncio.gather(*(customers.turn(c, u, text) for c, u in people[start:start + 200]))
@@ -248,7 +260,7 @@ async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> d
             total, own = await memory_per_conversation(redis, customers, args.memory_conversations)
             stop.set()
             await asyncio.gather(*collectors)
-        names = ["emulators"] + [r[0] for r in roles]
+        names = ["emulators", *(f"{r[0]}-{i}" if r[0] == "worker" else r[0] for i, r in enumerate(roles))]
         rss = {n: round(rss_mb(p.pid), 1) for n, p in zip(names, [emulators, *procs], strict=True)}
     finally:
         for p in [*procs, emulators]:
