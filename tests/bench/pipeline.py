@@ -90,6 +90,7 @@ class Customers:
         self.webhooks = Webhooks(hub)
         self.waiting: dict[tuple[str, str], tuple[float, asyncio.Future[float]]] = {}
         self.users = itertools.count(1)
+        self.answered = 0
 
     async def subscribe(self, people: list[tuple[str, str]]) -> None:
         """Viber lets a bot write only to subscribers: they subscribe (through the emulator) first."""
@@ -132,6 +133,7 @@ class Customers:
                 pending = self.waiting.pop((channel, item["user_id"]), None)
                 if pending and not pending[1].done():
                     pending[1].set_result(item["at"] - pending[0])
+                    self.answered += 1
 
 
 async def closed_loop(customers: Customers, count: int, seconds: float) -> float:
@@ -199,6 +201,12 @@ async def memory_per_conversation(redis: Redis, customers: Customers, count: int
     return (after - before) / count, own / min(count, 200)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -242,6 +250,8 @@ async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> d
     roles = {"run": [["run"]], "split": [["api"], ["worker"], ["worker"]]}[layout]
     emulators = spawn(["emulators", "--port", str(emulator_port), "--hub", hub], env)
     procs = [spawn(role, env) for role in roles]
+    names = ["emulators", *(f"{r[0]}-{i}" if r[0] == "worker" else r[0] for i, r in enumerate(roles))]
+    redis_pid = int((await redis.info("server"))["process_id"])
     try:
         await until_ready(f"http://127.0.0.1:{emulator_port}/emulator/telegram/_/webhook", [emulators])
         await until_ready(f"{hub}/readyz", procs)
@@ -254,13 +264,18 @@ async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> d
             collectors = [asyncio.create_task(customers.collect(p, stop))
                           for p in sorted({providers[c] for c in MIXES[args.mix]})]
             await closed_loop(customers, 50, 2)  # warm-up
+            watched = {"emulators": emulators.pid, **{n: p.pid for n, p in zip(names[1:], procs, strict=True)},
+                       "redis": redis_pid, "load generator": os.getpid()}
+            cpu_before = {n: cpu_seconds(pid) for n, pid in watched.items()}
+            counted = customers.answered
             throughput = await closed_loop(customers, args.concurrency, args.seconds)
+            answered = customers.answered - counted
+            cpu = {n: (cpu_seconds(pid) - cpu_before[n]) / answered * 1000 for n, pid in watched.items()}
             print(f"{layout}: {throughput:.0f} msg/s sustained", flush=True)
             latencies, offered = await open_loop(customers, args.customers, args.rate, args.seconds)
             total, own = await memory_per_conversation(redis, customers, args.memory_conversations)
             stop.set()
             await asyncio.gather(*collectors)
-        names = ["emulators", *(f"{r[0]}-{i}" if r[0] == "worker" else r[0] for i, r in enumerate(roles))]
         rss = {n: round(rss_mb(p.pid), 1) for n, p in zip(names, [emulators, *procs], strict=True)}
     finally:
         for p in [*procs, emulators]:
@@ -270,7 +285,7 @@ async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> d
         await redis.aclose()
     return {"layout": layout if layout == "run" else "api+2w", "throughput": throughput, "offered": offered,
             "p50": statistics.median(latencies) * 1000, "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            "db_bytes": total, "own_bytes": own, "rss": rss}
+            "db_bytes": total, "own_bytes": own, "rss": rss, "cpu": cpu}
 
 
 def main() -> None:
@@ -297,6 +312,9 @@ def main() -> None:
         rss = ", ".join(f"{k} {v}" for k, v in r["rss"].items())
         print(f"{r['layout']:<8}{r['throughput']:>8.0f}{r['p50']:>8.1f}{r['p99']:>8.1f}{r['offered']:>9.0f}"
               f"{r['db_bytes']:>8.0f}{r['own_bytes']:>7.0f}  {rss}")
+    print("\nCPU milliseconds per answered message, by process (throughput run):")
+    for r in results:
+        print(f"{r['layout']:<8}" + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items()))
 
 
 if __name__ == "__main__":
