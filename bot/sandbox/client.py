@@ -26,19 +26,14 @@ def inbound_body(
     language: str | None = None, phone: str | None = None,
 ) -> dict[str, Any]:
     """The emulator's `/_/inbound` body for a customer's message or button press."""
-    if channel == "telegram":
-        body: dict[str, Any] = {"user_id": user, "first_name": name or "Sandbox", "language_code": language}
+    if channel in ("telegram", "viber"):  # the two emulators name the same things differently
+        name_key, language_key, button_key = (
+            ("first_name", "language_code", "callback_data") if channel == "telegram"
+            else ("name", "language", "button_payload")
+        )
+        body: dict[str, Any] = {"user_id": user, name_key: name or "Sandbox", language_key: language}
         if button is not None:
-            body["callback_data"] = button
-        elif phone is not None:
-            body["contact_phone"] = phone
-        else:
-            body["text"] = text
-        return body
-    if channel == "viber":
-        body = {"user_id": user, "name": name or "Sandbox", "language": language}
-        if button is not None:
-            body["button_payload"] = button
+            body[button_key] = button
         elif phone is not None:
             body["contact_phone"] = phone
         else:
