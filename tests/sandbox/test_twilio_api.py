@@ -6,62 +6,27 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.models import DeliveryStatus, EventKind, InboundEvent, Location
+from bot.models import DeliveryStatus, EventKind, Location
 from bot.rendering import RenderedPart
 from bot.sandbox.emulator_kit import serve
 from bot.sandbox.twilio_api import TwilioEmulator, create_twilio_emulator
 from bot.settings import TwilioSettings
-from connectors.base import WebhookError, WebhookRequest
 from connectors.twilio import TwilioConnector
+from tests.sandbox.webhook_receiver import Hub
 
 ACCOUNT = "AC" + "7" * 32
 TOKEN = "emulator-auth-token"
 CUSTOMER = "+79991234567"
 MESSAGES = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
-
-
-@dataclass
-class Hub:
-    """The hub's two Twilio routes, reduced to verify + parse + answer."""
-
-    connector: TwilioConnector
-    events: list[InboundEvent] = field(default_factory=list)
-    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def webhook(self, request: Request) -> Response:
-        body = await request.body()
-        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        signed = WebhookRequest(
-            str(request.url), {k.lower(): v for k, v in request.headers.items()}, body, form
-        )
-        try:
-            self.connector.verify(signed)
-            events = self.connector.parse(signed)
-        except WebhookError as exc:
-            return Response(str(exc), exc.status)
-        async with self.arrived:
-            self.events += events
-            self.arrived.notify_all()
-        answer = self.connector.answer(events)
-        return Response(answer.body, media_type=answer.media_type)
-
-    async def until(self, count: int) -> list[InboundEvent]:
-        """The events once there are `count` of them (callbacks arrive in the background)."""
-        async with asyncio.timeout(5), self.arrived:
-            await self.arrived.wait_for(lambda: len(self.events) >= count)
-        return self.events
 
 
 def settings(api_base: str, token: str = TOKEN) -> TwilioSettings:

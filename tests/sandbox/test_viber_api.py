@@ -5,55 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.models import Button, DeliveryStatus, EventKind, InboundEvent, Location
+from bot.models import Button, DeliveryStatus, EventKind, Location
 from bot.rendering import RenderedPart
 from bot.sandbox.emulator_kit import serve
 from bot.sandbox.viber_api import ViberEmulator, create_viber_emulator
 from bot.settings import ViberSettings
-from connectors.base import WebhookError, WebhookRequest
 from connectors.viber import ViberConnector
+from tests.sandbox.webhook_receiver import Hub
 
 TOKEN = "4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51f"
 CUSTOMER = "01234567890A="
-
-
-@dataclass
-class Hub:
-    """The hub's Viber route, reduced to verify + parse + answer."""
-
-    connector: ViberConnector
-    events: list[InboundEvent] = field(default_factory=list)
-    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def webhook(self, request: Request) -> Response:
-        body = await request.body()
-        signed = WebhookRequest(str(request.url), {k.lower(): v for k, v in request.headers.items()}, body)
-        try:
-            self.connector.verify(signed)
-            events = self.connector.parse(signed)
-        except WebhookError as exc:
-            return Response(str(exc), exc.status)
-        async with self.arrived:
-            self.events += events
-            self.arrived.notify_all()
-        answer = self.connector.answer(events)
-        return Response(answer.body, media_type=answer.media_type)
-
-    async def until(self, count: int) -> list[InboundEvent]:
-        """The events once there are `count` of them (callbacks arrive in the background)."""
-        async with asyncio.timeout(5), self.arrived:
-            await self.arrived.wait_for(lambda: len(self.events) >= count)
-        return self.events
 
 
 def connector(api_base: str = "http://127.0.0.1:9", token: str = TOKEN) -> ViberConnector:
