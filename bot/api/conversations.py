@@ -33,10 +33,13 @@ async def list_conversations(
     mode: Literal["bot", "queued", "assigned", "resolved"] = "queued",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ConversationList:
-    contact_ids = await hub.redis.zrevrange(keys.by_mode(mode), 0, limit - 1)
+    contact_ids = [str(cid) for cid in await hub.redis.zrevrange(keys.by_mode(mode), 0, limit - 1)]
+    async with hub.redis.pipeline(transaction=False) as pipe:  # one round trip, not one per conversation
+        for cid in contact_ids:
+            pipe.hgetall(keys.conversation(cid))
+        conversations = await pipe.execute()
     items = []
-    for cid in map(str, contact_ids):
-        conv = await hub.redis.hgetall(keys.conversation(cid))
+    for cid, conv in zip(contact_ids, conversations, strict=True):
         if conv.get("mode", "bot") == mode:
             items.append(ConversationOut(
                 id=conv.get("id", cid), contact_id=cid, mode=mode, channel=conv.get("ch"),
