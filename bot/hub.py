@@ -179,7 +179,9 @@ class Hub:
                         s.pipeline.send_concurrency, s.twilio.whatsapp_fallback_template, s.sms_cost)
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
-            await asyncio.gather(worker.run(p, halt), sender.run(p, halt))
+            async with asyncio.TaskGroup() as group:  # one fails: the other stops too, the lease is freed
+                group.create_task(worker.run(p, halt))
+                group.create_task(sender.run(p, halt))
 
         leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
         await leases.run(self._stop)

@@ -20,10 +20,14 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:events                  | stream | contact lifecycle events (merged, erased...)    |
 | omni:conv:<mode>             | zset   | contact ids by mode, score = last activity      |
 | omni:in:{p<n>}               | stream | inbound events of partition n                   |
-| omni:out:{p<n>}              | stream | outbound messages of partition n                |
+| omni:out:{p<n>}              | stream | outbound messages of partition n (live lane)    |
+| omni:bulk:{p<n>}             | stream | bulk (campaign) messages of partition n         |
 | omni:dd:{p<n>}:<event key>   | string | provider-id dedupe, TTL                         |
+| omni:att:{p<n>}              | hash   | failed attempts per inbound entry id            |
+| omni:dead:{p<n>}             | stream | dead letters of partition n (entry + error)     |
 | omni:lease:<n>               | string | which worker owns partition n, TTL              |
 | omni:workers                 | zset   | live workers, score = lease expiry              |
+| omni:rl:<ch>:<sender>[:<chat>] | hash | send rate token bucket (pipeline.ratelimit)     |
 """
 
 from __future__ import annotations
@@ -94,9 +98,25 @@ def outbound(p: int) -> str:
     return f"omni:out:{{p{p}}}"
 
 
+def bulk(p: int) -> str:
+    return f"omni:bulk:{{p{p}}}"
+
+
 def dedupe(p: int, event_key: str) -> str:
     return f"omni:dd:{{p{p}}}:{event_key}"
 
 
+def attempts(p: int) -> str:
+    return f"omni:att:{{p{p}}}"
+
+
+def dead(p: int) -> str:
+    return f"omni:dead:{{p{p}}}"
+
+
 def lease(p: int) -> str:
     return f"omni:lease:{p}"
+
+
+def rate_bucket(channel: str, sender: str, chat: str | None = None) -> str:
+    return f"omni:rl:{channel}:{sender}" + (f":{chat}" if chat is not None else "")

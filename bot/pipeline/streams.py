@@ -4,17 +4,24 @@ The consumer is named after the partition (`p3`), not after the process. Whoever
 lease first re-reads the entries still pending under that name — the ones a killed owner read but
 never acknowledged — and only then reads new ones. The stream is trimmed below the oldest pending
 entry, never by length, so an unprocessed entry is never trimmed away.
+
+The loop outlives Redis: any `RedisError` (the server restarting, a failover, a lost consumer group)
+is logged, waited out with jittered backoff, and the loop carries on where the group says it was. A
+batch handler that raises leaves its entries pending; the loop goes back to the pending list after a
+pause, so nothing is skipped and nothing is read out of order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from bot.context import keys
 
@@ -23,6 +30,7 @@ log = logging.getLogger(__name__)
 Entry = tuple[str, dict[str, str]]
 BatchHandler = Callable[[list[Entry]], Awaitable[None]]
 TRIM_EVERY_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 2.0
 
 
 def stream_id(entry_id: str) -> tuple[int, int]:
@@ -30,7 +38,15 @@ def stream_id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def after(entry_id: str) -> str:
+    """The smallest stream id greater than `entry_id` (for paging and trimming)."""
+    ms, seq = stream_id(entry_id)
+    return f"{ms}-{seq + 1}"
+
+
 async def ensure_group(redis: Redis, stream: str) -> None:
+    """Create the consumer group (and the stream) unless it exists: at start, and again after a
+    Redis that lost its data answers NOGROUP."""
     try:
         await redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
     except ResponseError as exc:
@@ -38,34 +54,77 @@ async def ensure_group(redis: Redis, stream: str) -> None:
             raise
 
 
+class Backoff:
+    """Jittered exponential waits for a loop whose dependency is away; `reset` once it answers."""
+
+    def __init__(self, first: float = 0.1, ceiling: float = MAX_BACKOFF_SECONDS) -> None:
+        self.first, self.ceiling, self.failures = first, ceiling, 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        delay: float = min(self.ceiling, self.first * 2 ** (self.failures - 1))
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+async def pause(halt: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when the partition is handed over."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(halt.wait(), seconds)
+
+
 async def consume(
-    redis: Redis, stream: str, consumer: str, batch: int, halt: asyncio.Event, handle: BatchHandler
+    redis: Redis, stream: str, consumer: str, batch: int, halt: asyncio.Event, handle: BatchHandler,
+    *, retry_seconds: float = 0.5,
 ) -> None:
-    """Feed batches to `handle` until `halt`; `handle` acknowledges what it finished."""
-    await ensure_group(redis, stream)
-    backlog = True  # start with what a previous owner left pending
-    last_trim = 0.0
+    """Feed batches to `handle` until `halt`; `handle` acknowledges what it finished.
+
+    Entries it leaves unacknowledged (a contact waiting for a retry) stay pending: the loop pages
+    through the pending list again `retry_seconds` later, and reads new entries in between only if
+    `handle` leaves them pending in turn when they must wait (see `bot.pipeline.worker`).
+    """
+    backoff = Backoff()
+    group_ready = False
+    cursor: str | None = "0"  # a pending-list page to read next; None: read new entries
+    last_trim = last_backlog = time.monotonic()
     while not halt.is_set():
-        response = await redis.xreadgroup(
-            keys.GROUP, consumer, {stream: "0" if backlog else ">"}, count=batch, block=None if backlog else 500
-        )
-        entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
-        if backlog and not entries:
-            backlog = False
-            continue
-        live = [(i, f) for i, f in entries if f]
-        if gone := [i for i, f in entries if not f]:  # body trimmed or deleted: nothing left to do
-            await redis.xack(stream, keys.GROUP, *gone)
-        if live:
-            try:
+        try:
+            if not group_ready:
+                await ensure_group(redis, stream)
+                group_ready = True
+            if cursor is None and time.monotonic() - last_backlog > retry_seconds:
+                cursor = "0"  # time to look at what was left pending
+            response = await redis.xreadgroup(
+                keys.GROUP, consumer, {stream: cursor or ">"}, count=batch, block=None if cursor else 500
+            )
+            entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
+            if cursor is not None:
+                if entries:
+                    cursor = after(entries[-1][0])
+                else:
+                    cursor, last_backlog = None, time.monotonic()
+            live = [(i, f) for i, f in entries if f]
+            if gone := [i for i, f in entries if not f]:  # body trimmed or deleted: nothing left to do
+                await redis.xack(stream, keys.GROUP, *gone)
+            if live:
                 await handle(live)
-            except Exception:
-                log.exception("batch on %s failed; its entries stay pending", stream)
-                backlog = True
-                await asyncio.sleep(0.5)
-        if time.monotonic() - last_trim > TRIM_EVERY_SECONDS:
-            last_trim = time.monotonic()
-            await trim_below_pending(redis, stream)
+            if time.monotonic() - last_trim > TRIM_EVERY_SECONDS:
+                last_trim = time.monotonic()
+                await trim_below_pending(redis, stream)
+            backoff.reset()
+        except RedisError as exc:
+            if "NOGROUP" in str(exc):
+                group_ready = False  # the server lost the group (restarted empty, or FLUSH): make it again
+            cursor = "0"  # whatever was read but not finished is still pending
+            delay = backoff.next_delay()
+            log.warning("%s: Redis error (%s); retrying in %.2f s", stream, exc, delay)
+            await pause(halt, delay)
+        except Exception:
+            cursor = "0"
+            log.exception("batch on %s failed; its entries stay pending", stream)
+            await pause(halt, backoff.next_delay())
 
 
 async def trim_below_pending(redis: Redis, stream: str) -> None:
@@ -74,9 +133,8 @@ async def trim_below_pending(redis: Redis, stream: str) -> None:
         floor = summary["min"]
     else:
         groups = await redis.xinfo_groups(stream)
-        floor = next((g["last-delivered-id"] for g in groups if g["name"] == keys.GROUP), None)
-        if floor is None or floor == "0-0":
+        last = next((g["last-delivered-id"] for g in groups if g["name"] == keys.GROUP), None)
+        if last is None or last == "0-0":
             return
-        ms, seq = stream_id(floor)
-        floor = f"{ms}-{seq + 1}"
+        floor = after(last)
     await redis.xtrim(stream, minid=floor, approximate=True)

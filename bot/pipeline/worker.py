@@ -1,87 +1,137 @@
-"""The worker side of a partition: take inbound events in order, run the turn, hand replies to the sender.
+"""The worker side of a partition: take inbound entries in order, apply them, hand replies to the sender.
 
-Per entry: load the contact, run the turn, save its changes (one MULTI on the contact's slot). Per
-batch: append the replies to the outbound stream and acknowledge the inbound entries (one MULTI on
-the partition's slot). If the process dies between the two, the replayed entry is recognised by the
-conversation's `last` field and its replies are rebuilt from the history instead of being answered
-twice. Contacts of one batch run concurrently; the entries of one contact strictly one after another.
+An entry is a customer event (field `e`) or a contact-addressed command (field `k`, see
+`bot.pipeline.commands`). Per entry: load the contact, run the turn or the command, save its changes
+(one MULTI on the contact's slot). Per batch: append the replies to the outbound stream and
+acknowledge the inbound entries (one MULTI on the partition's slot). If the process dies between the
+two, the replayed entry is recognised by the conversation's `last` field and its replies are rebuilt
+from the history instead of being answered twice. Contacts of one batch run concurrently; the entries
+of one contact strictly one after another.
+
+An entry that fails waits and is tried again, and the contact's later entries wait behind it (they
+stay pending, so a crash loses none of them). The attempt count is kept in Redis (`omni:att:{p}`), so
+a new owner of the partition goes on counting. After `attempts` failures — at once for an entry that
+cannot even be read — the entry goes to the partition's dead-letter stream with its error
+(`bot.pipeline.dead_letters`) and the contact moves on. A `RedisError` is not the entry's fault: it
+propagates, nothing is counted, and the stream loop waits for Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot.context import keys
 from bot.context.linking import Linker
 from bot.context.store import ContextStore
 from bot.models import Button, EventKind, InboundEvent, OutboundMessage, Reply
+from bot.pipeline import dead_letters
+from bot.pipeline.commands import COMMAND, CommandRefused, apply
 from bot.pipeline.streams import Entry, consume, stream_id
 from bot.pipeline.turns import TurnHandler
 
 log = logging.getLogger(__name__)
-MAX_FAILURES = 3
+FIRST_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A contact held back: its oldest pending entry failed and may be tried again at `retry_at`."""
+
+    entry_id: str
+    retry_at: float
+
+
+@dataclass
+class ContactResult:
+    done: list[str] = field(default_factory=list)
+    outbound: list[OutboundMessage] = field(default_factory=list)
+    dead: list[dead_letters.DeadLetter] = field(default_factory=list)
 
 
 class Worker:
-    def __init__(self, redis: Redis, store: ContextStore, turns: TurnHandler, linker: Linker, batch: int) -> None:
+    def __init__(
+        self, redis: Redis, store: ContextStore, turns: TurnHandler, linker: Linker, batch: int, attempts: int = 3,
+    ) -> None:
         self.redis = redis
         self.store = store
         self.turns = turns
         self.linker = linker
         self.batch = batch
-        self._failures: dict[str, int] = defaultdict(int)
+        self.attempts = attempts
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
-        await consume(self.redis, keys.inbound(p), f"p{p}", self.batch, halt, lambda e: self._batch(p, e))
+        waiting: dict[str, Waiting] = {}  # this owner's view; a new owner rebuilds it from the pending list
+        await consume(self.redis, keys.inbound(p), f"p{p}", self.batch, halt,
+                      lambda entries: self._batch(p, entries, waiting), retry_seconds=FIRST_RETRY_SECONDS)
 
-    async def _batch(self, p: int, entries: list[Entry]) -> None:
+    async def _batch(self, p: int, entries: list[Entry], waiting: dict[str, Waiting]) -> None:
         by_contact: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
-            by_contact[entry[1]["c"]].append(entry)
-        results = await asyncio.gather(*(self._contact(cid, items) for cid, items in by_contact.items()))
-        done = [entry_id for finished, _ in results for entry_id in finished]
-        outbound = [message for _, messages in results for message in messages]
+            by_contact[entry[1].get("c", "")].append(entry)
+        results = await asyncio.gather(*(self._contact(p, cid, items, waiting) for cid, items in by_contact.items()))
+        done = [entry_id for result in results for entry_id in result.done]
+        dead = [letter for result in results for letter in result.dead]
         async with self.redis.pipeline(transaction=True) as pipe:
-            for message in outbound:
+            for message in (m for result in results for m in result.outbound):
                 pipe.xadd(keys.outbound(p), {"m": message.model_dump_json(exclude_defaults=True)})
-            if done:
-                pipe.xack(keys.inbound(p), keys.GROUP, *done)
+            for letter in dead:
+                dead_letters.stage(pipe, p, letter)
+            if finished := done + [letter.entry_id for letter in dead]:
+                pipe.xack(keys.inbound(p), keys.GROUP, *finished)
+                pipe.hdel(keys.attempts(p), *finished)  # O(1) per id when nothing failed
             await pipe.execute()
 
-    async def _contact(self, cid: str, entries: list[Entry]) -> tuple[list[str], list[OutboundMessage]]:
-        """Process one contact's entries in order; stop at the first failure so order holds."""
-        done: list[str] = []
-        outbound: list[OutboundMessage] = []
+    async def _contact(self, p: int, cid: str, entries: list[Entry], waiting: dict[str, Waiting]) -> ContactResult:
+        """One contact's entries in order. A waiting contact is skipped until its failed entry comes
+        round again (from the pending list) and its retry time has passed."""
+        result = ContactResult()
+        held = waiting.get(cid)
+        if held is not None:
+            if entries[0][0] != held.entry_id or time.monotonic() < held.retry_at:
+                return result  # they stay pending behind the failed one
+            del waiting[cid]
         for entry_id, fields in entries:
             try:
-                outbound += await self._entry(cid, entry_id, fields)
-            except Exception:
-                self._failures[entry_id] += 1
-                if self._failures[entry_id] < MAX_FAILURES:
-                    log.exception("entry %s of contact %s failed; will retry", entry_id, cid)
+                result.outbound += await self._entry(cid, entry_id, fields)
+            except RedisError:
+                raise
+            except Exception as exc:
+                failures = await self.redis.hincrby(keys.attempts(p), entry_id, 1)
+                unreadable = isinstance(exc, ValidationError | CommandRefused)
+                if failures < self.attempts and not unreadable:
+                    delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
+                    waiting[cid] = Waiting(entry_id, time.monotonic() + delay)
+                    log.exception("entry %s of contact %s failed (attempt %s); retrying in %.1f s",
+                                  entry_id, cid, failures, delay)
                     break
-                log.exception("entry %s of contact %s failed %s times; dead-lettered", entry_id, cid, MAX_FAILURES)
-                await self.redis.xadd("omni:dead", {"c": cid, "id": entry_id, "e": fields.get("e", "")}, maxlen=10_000)
-            self._failures.pop(entry_id, None)
-            done.append(entry_id)
-        return done, outbound
+                log.error("entry %s of contact %s dead-lettered after %s attempt(s): %r", entry_id, cid, failures, exc)
+                result.dead.append(dead_letters.DeadLetter.of(entry_id, fields, exc, failures))
+                continue
+            result.done.append(entry_id)
+        return result
 
     async def _entry(self, cid: str, entry_id: str, fields: dict[str, str]) -> list[OutboundMessage]:
+        if "k" in fields:
+            return await self._command(cid, entry_id, fields["k"])
         event = InboundEvent.model_validate_json(fields["e"])
         snapshot = await self.store.load(cid)
         last = snapshot.conversation.get("last")
         if last and stream_id(entry_id) <= stream_id(last):
-            return await self._replay(cid, entry_id, event)
+            return await self._replay(cid, entry_id, event.user_id)
         prepared = await self.linker.prepare(cid, snapshot, event, entry_id)
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
             return []
         if event.kind is EventKind.status and event.status_of:
-            changes: dict[str, Any] = {"st": str(event.status)}
+            changes: dict[str, str] = {"st": str(event.status)}
             if event.error:
                 changes["err"] = event.error
             await self.store.update_history(cid, ("pid", event.status_of), changes)
@@ -91,14 +141,27 @@ class Worker:
         await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
         return outcome.outbound
 
-    async def _replay(self, cid: str, entry_id: str, event: InboundEvent) -> list[OutboundMessage]:
-        """The turn was saved but its replies were not queued: queue them again from the history."""
+    async def _command(self, cid: str, entry_id: str, body: str) -> list[OutboundMessage]:
+        command = COMMAND.validate_json(body)
+        snapshot = await self.store.load(cid)
+        last = snapshot.conversation.get("last")
+        if last and stream_id(entry_id) <= stream_id(last):
+            return await self._replay(cid, entry_id, snapshot.conversation.get("uid", ""))
+        if not snapshot.profile or "merged_into" in snapshot.profile:
+            raise CommandRefused("the contact was erased or merged into another")
+        outcome = apply(snapshot, command, entry_id)
+        await self.store.commit(cid, outcome.changes)
+        return outcome.outbound
+
+    async def _replay(self, cid: str, entry_id: str, user_id: str) -> list[OutboundMessage]:
+        """The entry was saved but its replies were not queued: queue them again from the history."""
         log.info("entry %s was saved before a crash; re-queueing its replies", entry_id)
         return [
             OutboundMessage(
-                id=item["id"], contact_id=cid, channel=event.channel, user_id=event.user_id,
+                id=item["id"], contact_id=cid, channel=item["ch"], user_id=user_id,
                 reply=Reply(text=item.get("tx"), buttons=tuple(Button(**b) for b in item.get("btn", ()))),
                 author=item.get("by", "bot"), keyword_reply=item.get("kw", False),
+                purpose=item.get("pur", "service"), campaign_id=item.get("cmp"),
             )
             for item in await self.store.recent_history(cid, 50)
             if item.get("src") == entry_id and item.get("d") == "out"
