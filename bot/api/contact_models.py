@@ -29,7 +29,8 @@ class ContactOut(BaseModel):
     phone: str | None
     phones: list[str] = Field(description="every number that resolves to this contact, `phone` first")
     name: str | None
-    language: str | None
+    language: str | None = Field(description="set through the API, else the one the customer writes in")
+    language_set: bool = Field(description="true when set through the API, not detected")
     preferred_channel: str | None = Field(description="set explicitly, else the channel written from last")
     preferred_channel_set: bool = Field(description="true when set through the API, not learned")
     identities: list[Identity]
@@ -129,7 +130,8 @@ def contact_out(s: Snapshot) -> ContactOut:
     extra = sorted(k[2:] for k in profile if k.startswith("p:") and k[2:] != phone)
     return ContactOut(
         id=s.cid, phone=phone, phones=([phone] if phone else []) + extra, name=profile.get("name"),
-        language=profile.get("lang"), preferred_channel=preferred_channel(profile),
+        language=profile.get("lang_set") or profile.get("lang"), language_set="lang_set" in profile,
+        preferred_channel=preferred_channel(profile),
         preferred_channel_set="pref_set" in profile, identities=[Identity(**i) for i in s.identities],
         attributes=s.attributes, tags=s.tags, mode=s.mode,
         last_seen={k[5:]: _at(v) for k, v in profile.items() if k.startswith("seen:")},

@@ -83,7 +83,8 @@ async def get_contact(contact_id: str, hub: HubDep, _: ApiKey) -> ContactOut:
 @router.put("/{contact_id}", response_model=ContactOut, description="The same partial update as PATCH.")
 async def update_contact(contact_id: str, body: ContactPatch, hub: HubDep, _: ApiKey) -> ContactOut:
     given = body.model_fields_set
-    named = {"name": "name", "language": "lang", "preferred_channel": "pref_set"}
+    # a language set here wins over the one detected from messages until it is cleared (bot.dialogue.language)
+    named = {"name": "name", "language": "lang_set", "preferred_channel": "pref_set"}
     fields: dict[str, str | None] = {field: getattr(body, attr) for attr, field in named.items() if attr in given}
     fields.update({f"a:{name}": value for name, value in body.attributes.items()})
     if overlap := set(body.add_tags) & set(body.remove_tags):

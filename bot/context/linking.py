@@ -35,6 +35,7 @@ from bot.context.links import LinkCodes, as_code
 from bot.context.merge import Merger, UnknownContact
 from bot.context.phones import BadPhone, normalise
 from bot.context.store import ContextStore, Snapshot
+from bot.dialogue.language import reply_language
 from bot.dialogue.spec import Text
 from bot.models import Channel, EventKind, InboundEvent, Reply
 
@@ -145,7 +146,11 @@ class Linker:
         text = self.texts.get(name)
         if text is None:
             return []
-        language = snapshot.profile.get("lang") or (event.language or "").split("-")[0] or self.default_language
+        profile, hint = snapshot.profile, (event.language or "").split("-")[0]
+        language = reply_language(
+            event.text, chosen=profile.get("lang_set"), current=profile.get("lang") or hint,
+            default=self.default_language,
+        )
         context = {"contact": {"name": snapshot.profile.get("name") or event.user_name}, "channel": event.channel}
         try:
             return [Reply(text=text.render(language, context))]

@@ -1,8 +1,9 @@
-"""The dialogue engine: one customer turn in; replies, the next state and side effects out.
+"""The YAML dialogue engine: one customer turn in; replies, the next state and side effects out.
 
 `respond` is pure apart from awaiting actions: the caller loads the `DialogState` and the contact and
 stores what comes back (state, language, attributes, handoff). A flow only ever pauses at an `ask`, so
-the whole state is "which ask is waiting", the slots filled so far and the count of misses.
+the whole state is "which ask is waiting", the slots filled so far and the count of misses. `answer`
+is the same as a `DialogueBackend` (bot.dialogue.backend), with the state as opaque JSON.
 """
 
 from __future__ import annotations
@@ -18,21 +19,10 @@ from typing import Any, TypeVar
 from jinja2.environment import TemplateExpression
 
 from bot.dialogue.actions import ActionContext
+from bot.dialogue.backend import DialogueAnswer, DialogueRequest, HandoffRequest
 from bot.dialogue.loader import FLOW_PAYLOAD, Dialogs, load_dialogs
-from bot.dialogue.nlu import IntentMatcher, is_cyrillic
-from bot.dialogue.spec import (
-    Ask,
-    Branch,
-    ButtonSpec,
-    CallAction,
-    End,
-    Flow,
-    Goto,
-    Handoff,
-    Ref,
-    Say,
-    SetAttributes,
-)
+from bot.dialogue.nlu import IntentMatcher
+from bot.dialogue.spec import Ask, Branch, ButtonSpec, CallAction, End, Flow, Goto, Handoff, Ref, Say, SetAttributes
 from bot.dialogue.turn import DialogState, Turn, TurnResult
 from bot.models import Button, Reply
 
@@ -98,6 +88,14 @@ class Engine:
     def load(cls, directory: Path) -> Engine:
         """Load and check every `*.yaml` in `directory`; raises `DialogError("file:line: ...")`."""
         return cls(load_dialogs(directory))
+
+    async def answer(self, request: DialogueRequest) -> DialogueAnswer:
+        state = DialogState.read(request.state)
+        turn = Turn(request.text, request.payload, request.language, state, request.channel, request.contact)
+        result = await self.respond(turn)
+        kept = result.state.model_dump_json(exclude_defaults=True) if result.state != DialogState() else None
+        handoff = HandoffRequest(result.handoff) if result.handoff else None
+        return DialogueAnswer(result.replies, kept, result.language, result.set_attributes, handoff)
 
     async def respond(self, turn: Turn) -> TurnResult:
         waiting = self._waiting(turn)
@@ -273,10 +271,8 @@ class Engine:
         return _Waiting(flow, index, step) if isinstance(step, Ask) else None
 
     def _language(self, turn: Turn) -> str:
-        """Cyrillic text means Russian whatever was stored (a "/start" must not pin a Russian speaker to
-        English); otherwise the stored language, else English."""
-        if turn.text and is_cyrillic(turn.text) and "ru" in self._languages:
-            return "ru"
+        """The language asked for if the dialogs have texts in it, else English. Which one to ask for
+        is the pipeline's rule (bot.dialogue.language), the same whatever the backend."""
         code = (turn.language or "").split("-")[0].lower()
         return code if code in self._languages else "en"
 

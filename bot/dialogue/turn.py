@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from bot.models import Reply
 
@@ -22,6 +22,17 @@ class DialogState(BaseModel):
     step: str | None = None  # id (or index) of the `ask` step waiting for an answer
     slots: dict[str, str] = Field(default_factory=dict)
     misses: int = 0  # consecutive messages the bot did not understand
+
+    @classmethod
+    def read(cls, stored: str | None) -> DialogState:
+        """The stored state; a fresh one when there is none or it cannot be read (written by another
+        backend or an older version), so one bad field cannot fail every turn of a conversation."""
+        if stored is None:
+            return cls()
+        try:
+            return cls.model_validate_json(stored)
+        except ValidationError:
+            return cls()
 
 
 @dataclass(frozen=True)

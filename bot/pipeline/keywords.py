@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from bot.context.consent import PURPOSES, Cause, field, record
 from bot.context.store import Changes
-from bot.dialogue.nlu import is_cyrillic
+from bot.dialogue.language import reply_language
 from bot.models import CHANNELS, EventKind, InboundEvent, Reply
 from bot.settings import ConsentTexts
 
@@ -111,5 +111,7 @@ class ConsentKeywords:
 
     def _reply(self, name: str, profile: Mapping[str, str], keyword: str) -> Reply:
         texts = self.texts[name]
-        language = "ru" if is_cyrillic(keyword) else profile.get("lang") or self.default_language
+        language = reply_language(
+            keyword, chosen=profile.get("lang_set"), current=profile.get("lang"), default=self.default_language
+        )
         return Reply(text=texts.get(language) or texts["en"])

@@ -2,7 +2,8 @@
 
 The worker loads a `Snapshot`, calls `TurnHandler.handle`, and saves what comes back in one MULTI.
 Keeping this free of Redis makes the rules of a turn readable in one place: learn about the contact,
-remember where they wrote from, answer with the dialogue engine while the bot has the conversation.
+remember where they wrote from, pick the language to answer in (bot.dialogue.language), answer with the
+dialogue backend while the bot has the conversation. The backend's state is stored as it comes, unread.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import orjson
 
 from bot.context.store import Changes, Snapshot
-from bot.dialogue import DialogState, Engine, Turn
+from bot.dialogue.backend import DialogueBackend, DialogueRequest
+from bot.dialogue.language import reply_language
 from bot.models import Button, Capabilities, Channel, EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline.keywords import ConsentKeywords
 from bot.rendering import match_option
@@ -43,10 +45,10 @@ def history_entry(message: OutboundMessage, at: float, source: str | None = None
 
 class TurnHandler:
     def __init__(
-        self, engine: Engine, capabilities: dict[Channel, Capabilities], default_language: str,
+        self, backend: DialogueBackend, capabilities: dict[Channel, Capabilities], default_language: str,
         keywords: ConsentKeywords | None = None,
     ) -> None:
-        self.engine = engine
+        self.backend = backend
         self.capabilities = capabilities
         self.default_language = default_language
         self.keywords = keywords or ConsentKeywords(default_language=default_language)
@@ -109,8 +111,6 @@ class TurnHandler:
     async def _answer(
         self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float
     ) -> TurnOutcome:
-        state = DialogState.model_validate_json(snapshot.conversation["st"]) if "st" in snapshot.conversation \
-            else DialogState()
         text, payload = event.text, event.payload
         if event.start_param is not None and payload is None:
             payload = "/start"
@@ -118,31 +118,27 @@ class TurnHandler:
             options = [Button.model_validate(o) for o in orjson.loads(snapshot.conversation["opt"])]
             if chosen := match_option(text, options):
                 payload = chosen.payload
-        language = snapshot.profile.get("lang") or (
-            event.language if event.language in SUPPORTED_LANGUAGES else None
+        profile = snapshot.profile
+        hint = event.language if event.language in SUPPORTED_LANGUAGES else None
+        language = reply_language(
+            text, chosen=profile.get("lang_set"), current=profile.get("lang") or hint, default=self.default_language
         )
-        result = await self.engine.respond(
-            Turn(
-                text=text,
-                payload=payload,
-                language=language,
-                state=state,
-                channel=event.channel,
-                contact={
-                    "id": snapshot.cid,
-                    "name": snapshot.profile.get("name") or event.user_name,
-                    "phone": snapshot.profile.get("phone"),
-                    "attributes": snapshot.attributes,
-                    "tags": snapshot.tags,
-                },
-            )
+        contact = {"id": snapshot.cid, "name": profile.get("name") or event.user_name, "phone": profile.get("phone"),
+                   "attributes": snapshot.attributes, "tags": snapshot.tags}
+        result = await self.backend.answer(
+            DialogueRequest(text, payload, language, event.channel, contact, snapshot.conversation.get("st"))
         )
-        if result.language != snapshot.profile.get("lang"):
+        if result.language != profile.get("lang"):
             changes.profile["lang"] = result.language
         changes.profile.update({f"a:{k}": v for k, v in result.set_attributes.items()})
-        changes.conversation["st"] = result.state.model_dump_json(exclude_defaults=True)
+        if result.state is not None:
+            changes.conversation["st"] = result.state
+        else:
+            changes.drop_conversation_fields.append("st")
         if result.handoff:
-            changes.conversation.update(mode="queued", handoff=result.handoff)
+            changes.conversation.update(mode="queued", handoff=result.handoff.reason)
+            if result.handoff.team:
+                changes.conversation["team"] = result.handoff.team
             changes.mode = (snapshot.mode, "queued")
         outbound = self._outbound(snapshot, event, entry_id, result.replies, changes, now)
         self._offer_options(event.channel, result.replies, changes)

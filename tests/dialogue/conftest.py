@@ -1,5 +1,6 @@
 """Helpers for dialogue tests: write dialog files into a temp directory, and chat with an engine the way
-the pipeline does (state and language carried from one turn to the next)."""
+the pipeline does (state and language carried from one turn to the next, each message's language
+judged by bot.dialogue.language)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from typing import Any
 import pytest
 
 from bot.dialogue import DialogState, Engine, Turn, TurnResult
+from bot.dialogue.language import reply_language
 from bot.models import Reply
 
 
 class Chat:
-    def __init__(self, engine: Engine, *, name: str | None = None, language: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, name: str | None = None, language: str | None = None, chosen: str | None = None
+    ) -> None:
         self.engine = engine
         self.state = DialogState()
         self.language = language
+        self.chosen = chosen  # a language set for the contact (by the CRM)
         self.contact: dict[str, Any] = {"id": "c1", "name": name, "phone": None, "attributes": {}, "tags": []}
         self.last: TurnResult | None = None
 
@@ -27,7 +32,7 @@ class Chat:
             Turn(
                 text=text,
                 payload=payload,
-                language=self.language,
+                language=reply_language(text, chosen=self.chosen, current=self.language, default="en"),
                 state=self.state,
                 channel="telegram",
                 contact=self.contact,

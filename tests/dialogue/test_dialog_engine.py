@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.dialogue import ActionContext, ActionResult, DialogState, Engine, Turn, action, validator
+from bot.dialogue.backend import DialogueRequest, HandoffRequest
 
 DIALOGS = """
     intents:
@@ -174,9 +175,27 @@ async def test_language_detected_from_cyrillic_and_texts_follow_it(chat) -> None
     assert chat.buttons() == [("Мой заказ", "order"), ("Size", "flow:size")]
 
 
-async def test_a_stored_language_wins_over_latin_text(engine: Engine, new_chat) -> None:
+async def test_an_english_greeting_switches_a_stored_russian_back(engine: Engine, new_chat) -> None:
     chat = new_chat(engine, language="ru")
+    assert await chat.texts("hello") == ["Hello! You write from telegram."]
+    assert chat.language == "en"
+
+
+async def test_a_message_that_says_nothing_keeps_the_stored_language(engine: Engine, new_chat) -> None:
+    chat = new_chat(engine, language="ru")
+    assert await chat.texts("ok") == ["Простите, что?"]
+    assert chat.language == "ru"
+
+
+async def test_a_chosen_language_wins_over_the_message(engine: Engine, new_chat) -> None:
+    chat = new_chat(engine, chosen="ru")
     assert await chat.texts("hello") == ["Привет!"]
+
+
+async def test_a_language_without_texts_gets_english(engine: Engine, new_chat) -> None:
+    chat = new_chat(engine, chosen="de")
+    assert await chat.texts("hello") == ["Hello! You write from telegram."]
+    assert chat.language == "en"
 
 
 async def test_cyrillic_text_switches_a_stored_english(engine: Engine, new_chat) -> None:
@@ -323,3 +342,20 @@ async def test_respond_leaves_its_input_alone(engine: Engine) -> None:
     assert result.set_attributes["last_order"] == "1234"
     assert state == DialogState(flow="order", step="number", slots={"kept": "1"}, misses=1)
     assert contact["attributes"] == {"a": "1"}
+
+
+async def test_as_a_backend_the_state_is_opaque_json_and_an_unreadable_one_starts_afresh(engine: Engine) -> None:
+    contact = {"id": "c1", "name": None, "phone": None, "attributes": {}, "tags": []}
+    asked = await engine.answer(DialogueRequest("where is my order", None, "en", "sms", contact, None))
+    assert [r.text for r in asked.replies] == ["Your order number?"] and asked.state is not None
+    answered = await engine.answer(DialogueRequest("1234", None, "en", "sms", contact, asked.state))
+    assert answered.replies[0].text == "Status: shipped via sms." and answered.state is None
+    for unreadable in ("not json", '{"misses": "many"}', "[]"):
+        fresh = await engine.answer(DialogueRequest("hello", None, "en", "sms", contact, unreadable))
+        assert [r.text for r in fresh.replies] == ["Hello! You write from sms."]
+
+
+async def test_as_a_backend_a_handoff_is_a_request_with_its_reason(engine: Engine) -> None:
+    contact = {"id": "c1", "name": None, "phone": None, "attributes": {}, "tags": []}
+    answer = await engine.answer(DialogueRequest("talk to a human", None, "en", "sms", contact, None))
+    assert answer.handoff == HandoffRequest("asked for a human")
