@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import httpx
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
+from bot.context import keys
 from bot.context.identity import Identities
 from bot.context.linking import Linker
 from bot.context.links import LinkCodes
@@ -27,10 +29,13 @@ from bot.context.store import ContextStore
 from bot.dialogue import Engine
 from bot.dialogue.loader import load_dialogs
 from bot.models import Channel, InboundEvent
+from bot.pipeline.dead_letters import DeadLetters
 from bot.pipeline.ingest import Ingest
 from bot.pipeline.keywords import ConsentKeywords
 from bot.pipeline.partitions import PartitionLeases
+from bot.pipeline.ratelimit import RateLimiter, senders
 from bot.pipeline.sender import Sender
+from bot.pipeline.streams import Backoff
 from bot.pipeline.turns import TurnHandler
 from bot.pipeline.worker import Worker
 from bot.sandbox import emulators as sandbox
@@ -41,6 +46,7 @@ from connectors.twilio import TwilioConnector
 from connectors.viber import ViberConnector
 
 log = logging.getLogger(__name__)
+REGISTER_RETRY_CEILING = 60.0  # seconds between webhook registration attempts, at most
 
 
 
@@ -56,6 +62,7 @@ class Hub:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    channel_state: dict[Channel, str] = field(default_factory=dict)  # "live", or why not (for /readyz)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -66,6 +73,7 @@ class Hub:
         self.merger = Merger(self.redis, self.identities, s.context.history_cap, s.pipeline.dedupe_ttl_seconds)
         self.privacy = Privacy(self.redis, self.identities, s.pipeline.partitions)
         self.profiles = Profiles(self.redis)
+        self.dead_letters = DeadLetters(self.redis, s.pipeline.partitions)
         self.settings = self._with_sandbox(s)
         self._build_connectors()
 
@@ -128,26 +136,44 @@ class Hub:
 
         Registration waits for our own `/healthz` because Viber checks a webhook URL the moment it is
         set. Sandbox emulators are built pointing at our webhooks, so nothing is registered for them.
+        A channel whose registration fails is retried in the background (and `/readyz` says so); the
+        workers and the other channels do not wait for it.
         """
         registering = {name for name in self.connectors
                        if self.run_api and self.settings.public_url and name not in self.sandboxed}
         for name, connector in self.connectors.items():
-            if name not in registering:
-                await connector.start(None)
+            await connector.start(None)
+            self.channel_state[name] = "registering" if name in registering else "live"
         self._tasks.append(asyncio.create_task(self._go_live(registering), name="go-live"))
 
     async def _go_live(self, registering: set[Channel]) -> None:
         if registering:
             await self._until_serving()
             for name in registering:
-                await self.connectors[name].start(self.public_url)
-                log.info("%s webhook registered at %s", name, self.public_url)
+                self._tasks.append(asyncio.create_task(self._register(name), name=f"register-{name}"))
         if self.run_api and self._polls_telegram():
             telegram = self.connectors["telegram"]
             assert isinstance(telegram, TelegramConnector)
             self._tasks.append(asyncio.create_task(telegram.poll(self.accept, self._stop), name="telegram-poll"))
         if self.run_workers:
             await self._run_workers()
+
+    async def _register(self, name: Channel) -> None:
+        """Register `name`'s webhook until the provider takes it (with backoff), keeping it able to send."""
+        connector, backoff = self.connectors[name], Backoff(first=1.0, ceiling=REGISTER_RETRY_CEILING)
+        while not self._stop.is_set():
+            try:
+                await connector.start(self.public_url)  # the client is open already; this registers
+            except Exception as exc:
+                delay = backoff.next_delay()
+                self.channel_state[name] = f"webhook registration failed, retrying in {delay:.0f} s: {exc}"
+                log.warning("%s webhook registration failed; retrying in %.0f s: %s", name, delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                continue
+            self.channel_state[name] = "live"
+            log.info("%s webhook registered at %s", name, self.public_url)
+            return
 
     async def _until_serving(self) -> None:
         async with httpx.AsyncClient() as http:
@@ -174,9 +200,10 @@ class Hub:
                       if isinstance(k, TelegramConnector | TwilioConnector | ViberConnector)}
         linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
                         self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)
-        worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch)
+        worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch, s.pipeline.entry_attempts)
+        limiter = RateLimiter(self.redis, s.pipeline.rate_limits, senders(s, self.connectors, self.sandboxed))
         sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
-                        s.pipeline.send_concurrency, s.twilio.whatsapp_fallback_template, s.sms_cost)
+                        s.pipeline.send_concurrency, limiter, s.twilio.whatsapp_fallback_template, s.sms_cost)
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
             async with asyncio.TaskGroup() as group:  # one fails: the other stops too, the lease is freed
@@ -185,6 +212,27 @@ class Hub:
 
         leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
         await leases.run(self._stop)
+
+    async def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Whether this hub can take and answer traffic, and why not: Redis must answer and every
+        partition must have a live worker (a lease). A channel whose webhook is not registered yet
+        is reported but does not make the hub unready — the other channels work."""
+        problems: list[str] = []
+        unowned: list[int] = []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in range(self.settings.pipeline.partitions):
+                    pipe.get(keys.lease(p))
+                owners = await pipe.execute()
+            unowned = [p for p, owner in enumerate(owners) if owner is None]
+        except RedisError as exc:
+            problems.append(f"redis unavailable: {exc}")
+        if unowned:
+            problems.append(f"no worker holds partitions {unowned}")
+        channels = {name: self.channel_state.get(name, "starting") for name in self.connectors}
+        status = "unavailable" if problems else "ready" if all(v == "live" for v in channels.values()) else "degraded"
+        return not problems, {"status": status, "problems": problems, "channels": channels,
+                              "sandbox": self.sandbox_channels}
 
     async def accept(self, events: list[InboundEvent]) -> None:
         await self.ingest(events)

@@ -70,7 +70,7 @@ class Connector(Protocol):
         """Send one rendered part; return the provider's message id. Raise `SendError` on refusal."""
 
     async def start(self, public_url: str | None) -> None:
-        """Open clients, register webhooks. Called once per process."""
+        """Open clients (once), register webhooks; called again to retry a registration that failed."""
 
     async def close(self) -> None:
         """Release clients."""

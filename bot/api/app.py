@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from bot.api import contacts, conversations, merges, webhooks
+from bot.api import contact_commands, contacts, conversations, dead_letters, merges, webhooks
 from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
@@ -44,6 +44,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(contacts.router)
     app.include_router(merges.router)
     app.include_router(conversations.router)
+    app.include_router(contact_commands.router)
+    app.include_router(dead_letters.router)
     app.include_router(sandbox_page.router)
 
     @app.exception_handler(RequestValidationError)
@@ -58,13 +60,9 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        hub: Hub = request.app.state.hub
-        try:
-            await hub.redis.ping()
-        except RedisError as exc:
-            return JSONResponse({"status": "redis unavailable", "error": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "channels": sorted(hub.connectors),
-                             "sandbox": hub.sandbox_channels})
+        """200 while Redis answers and every partition has a worker; 503 with the reasons otherwise."""
+        ready, report = await request.app.state.hub.readiness()
+        return JSONResponse(report, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"])
     async def metrics(request: Request) -> Response:

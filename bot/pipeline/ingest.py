@@ -10,6 +10,7 @@ the key's name holds the provider's id, not the contact's, and an erase must fin
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,10 +19,11 @@ from redis.exceptions import NoScriptError
 from bot.context import keys
 from bot.context.identity import Identities
 from bot.models import EventKind, InboundEvent
+from bot.pipeline.commands import Command
 
 _APPEND_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], '*', 'c', ARGV[2], 'e', ARGV[3])
+  return redis.call('XADD', KEYS[2], '*', 'c', ARGV[2], ARGV[4], ARGV[3])
 end
 return false
 """
@@ -45,7 +47,7 @@ class Ingest:
         results = await self._append(staged)
         return sum(1 for r in results[::_COMMANDS_PER_EVENT] if r)
 
-    async def _append(self, staged: list[tuple[str, str, InboundEvent]]) -> list[Any]:
+    async def _append(self, staged: Sequence[tuple[str, str, InboundEvent | Command]]) -> list[Any]:
         """One round trip. The script goes by its SHA, skipping the SCRIPT EXISTS round trip redis-py
         makes before every pipeline that holds a script; Redis forgets scripts only when restarted,
         and then the script is loaded and the (idempotent) pipeline sent again."""
@@ -73,11 +75,22 @@ class Ingest:
         `event_key` names the forwarding, so a replayed forwarding is dropped like a provider retry."""
         await self._append([(cid, event_key, event)])
 
-    def _stage(self, pipe: Any, cid: str, event_key: str, event: InboundEvent) -> None:
+    async def command(self, command: Command, cid: str) -> bool:
+        """Queue a contact-addressed command on the contact's partition, once per command id; False if
+        that id was queued before (an API retry with the same Idempotency-Key)."""
+        results = await self._append([(cid, f"cmd:{command.id}", command)])
+        return bool(results[0])
+
+    def _stage(self, pipe: Any, cid: str, event_key: str, item: InboundEvent | Command) -> None:
         p = keys.partition_of(cid, self.partitions)
         dedupe, now = keys.dedupe(p, event_key), time.time()
-        pipe.evalsha(self._append_once.sha, 2, dedupe, keys.inbound(p),
-                     self.dedupe_ttl, cid, event.model_dump_json(exclude_defaults=True))
+        if isinstance(item, InboundEvent):
+            field, body = "e", item.model_dump_json(exclude_defaults=True)
+        else:  # a command keeps its defaults: `kind` tells the worker which command it is
+            field, body = "k", item.model_dump_json(exclude_none=True)
+        # a raw EVALSHA: redis-py's cluster pipeline blocks its `evalsha` method but routes this by its keys
+        pipe.execute_command("EVALSHA", self._append_once.sha, 2, dedupe, keys.inbound(p),
+                             self.dedupe_ttl, cid, body, field)
         pipe.zadd(keys.deduped(cid), {dedupe: now + self.dedupe_ttl})
         pipe.zremrangebyscore(keys.deduped(cid), "-inf", now)
         pipe.expire(keys.deduped(cid), self.dedupe_ttl)
