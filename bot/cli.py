@@ -17,6 +17,7 @@ import typer
 import uvicorn
 from redis.asyncio import Redis
 
+from bot.dead_letter_cli import dead
 from bot.dialogue import DialogError, Engine
 from bot.models import Channel
 from bot.redis_server import EmbeddedRedis, RedisUnavailable, connect
@@ -26,6 +27,7 @@ from bot.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Omnihub: one bot and one customer memory for Telegram, WhatsApp, Viber and SMS.",
                   no_args_is_help=True, add_completion=False)
+app.add_typer(dead, name="dead")
 log = logging.getLogger("omnihub")
 
 
