@@ -19,7 +19,9 @@ Purpose = Literal["service", "marketing"]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No NaN or infinity anywhere: JSON has no way to write them (pydantic writes null), so a model
+    # holding one could be stored but never read back.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class EventKind(StrEnum):
@@ -48,8 +50,8 @@ class Attachment(Frozen):
 
 
 class Location(Frozen):
-    latitude: float
-    longitude: float
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
 
 
 class InboundEvent(Frozen):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
@@ -53,6 +54,7 @@ MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64  # bytes, Bot API limit for InlineKeyboardButton.callback_data
 _START = re.compile(r"^/start(?:@\w+)?(?:\s+(?P<param>\S.*))?$", re.DOTALL)
 _DEEP_LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_INT64 = range(-(2**63), 2**63)  # Telegram's ids are signed 64-bit; a bigger one is not from Telegram
 # Errors that the same request will hit again however often it is retried.
 _PERMANENT = (
     TelegramBadRequest,
@@ -213,7 +215,7 @@ class TelegramConnector:
                 )
                 if updates is None:
                     break
-                events = [event for update in updates for event in update_events(update)]
+                events = [event for update in updates for event in _polled_events(update)]
                 if events:
                     await on_events(events)
                     await self.acknowledge(events)
@@ -239,10 +241,32 @@ class TelegramConnector:
             log.warning("could not confirm Telegram updates before %s: %s", offset, exc)
 
 
+def _polled_events(update: Update) -> list[InboundEvent]:
+    """A polled update's events; a malformed one is skipped, or polling would fetch it again forever."""
+    try:
+        return update_events(update)
+    except BadPayload as exc:
+        log.warning("skipping Telegram update %s: %s", update.update_id, exc)
+        return []
+
+
 def update_events(update: Update) -> list[InboundEvent]:
     """The events one update carries: a customer message or a button press; other updates carry none
     (edits, channel posts, membership changes), and the webhook still answers 200 so nothing is retried.
+
+    Raises `BadPayload` naming the field when a number is out of range: aiogram takes any int and
+    any float (even "NaN"), and an event that cannot be written as JSON could never be read back.
     """
+    _check_id(update.update_id, "update_id")
+    try:
+        return _events(update)
+    except ValidationError as exc:  # the model's own limits, for anything the checks below let through
+        error = exc.errors()[0]
+        where = ".".join(str(key) for key in error["loc"])
+        raise BadPayload(f"Telegram update makes no valid event: {where}: {error['msg']}") from None
+
+
+def _events(update: Update) -> list[InboundEvent]:
     if update.message is not None:
         event = _message_event(update.update_id, update.message)
         return [event] if event else []
@@ -265,9 +289,15 @@ def _message_event(update_id: int, message: Message) -> InboundEvent | None:
     start_param = None
     if message.text and (start := _START.match(message.text)):
         text, start_param = "/start", start.group("param")
+    _check_id(message.chat.id, "message.chat.id")
     attachments = _attachments(message)
     place = message.location
-    location = Location(latitude=place.latitude, longitude=place.longitude) if place else None
+    location = None
+    if place is not None:
+        location = Location(
+            latitude=_coordinate(place.latitude, 90, "message.location.latitude"),
+            longitude=_coordinate(place.longitude, 180, "message.location.longitude"),
+        )
     contact_phone = _own_phone(message)
     if not (text or attachments or location or contact_phone):
         return None  # service messages (pins, joins) are not something a customer said
@@ -312,6 +342,7 @@ def _attachments(message: Message) -> tuple[Attachment, ...]:
 def _callback_event(query: CallbackQuery) -> InboundEvent:
     # The press arrives without a date; the event keeps its receipt time.
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+    _check_id(chat_id, "callback_query.message.chat.id" if query.message is not None else "callback_query.from.id")
     return InboundEvent(
         kind=EventKind.message,
         channel="telegram",
@@ -340,6 +371,17 @@ def _callback_data(button: Button) -> str:
     """The payload cut to Telegram's 64 bytes on a character boundary (an empty one is refused)."""
     data = (button.payload or button.title).encode()[:MAX_CALLBACK_DATA]
     return data.decode("utf-8", errors="ignore")
+
+
+def _check_id(value: int, where: str) -> None:
+    if value not in _INT64:  # the value itself is not quoted: str() of a huge int is slow, or refused
+        raise BadPayload(f"body is not a Telegram Update: {where}: out of the signed 64-bit range")
+
+
+def _coordinate(value: float, limit: int, where: str) -> float:
+    if not (math.isfinite(value) and -limit <= value <= limit):
+        raise BadPayload(f"body is not a Telegram Update: {where}: must be a number from -{limit} to {limit}")
+    return value
 
 
 def _explain(exc: ValidationError) -> str:

@@ -12,6 +12,7 @@ blocks the event loop.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from contextvars import ContextVar
 from types import SimpleNamespace
@@ -38,6 +39,7 @@ from bot.settings import ConfigError, TwilioSettings
 from connectors.base import BadPayload, BadSignature, SendError, WebhookAnswer, WebhookRequest
 
 WHATSAPP_PREFIX = "whatsapp:"
+MAX_MEDIA = 10  # Twilio attaches at most 10 media to one message
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 CAPABILITIES: dict[str, Capabilities] = {
@@ -223,18 +225,29 @@ def _required(form: Mapping[str, str], *names: str) -> str:
     raise BadPayload(f"Twilio webhook without {names[0]}")
 
 
-def _number(form: Mapping[str, str], name: str) -> float:
+def _coordinate(form: Mapping[str, str], name: str, limit: int) -> float:
+    """A finite number within ±limit: `float()` also takes "nan", "inf" and "1e400"."""
     try:
-        return float(form[name])
+        value = float(form[name])
     except ValueError:
-        raise BadPayload(f"Twilio webhook {name} is not a number: {form[name]!r}") from None
+        value = math.nan
+    if not (math.isfinite(value) and -limit <= value <= limit):
+        raise BadPayload(f"Twilio webhook {name} must be a number from -{limit} to {limit}: {form[name][:40]!r}")
+    return value
+
+
+def _media_count(form: Mapping[str, str]) -> int:
+    raw = form.get("NumMedia") or "0"
+    if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_MEDIA):
+        raise BadPayload(f"Twilio webhook NumMedia must be a whole number from 0 to {MAX_MEDIA}: {raw[:40]!r}")
+    return int(raw)
 
 
 def _message_event(form: Mapping[str, str]) -> InboundEvent:
     sid = _required(form, "MessageSid", "SmsSid")
     channel, user_id = _address_of(_required(form, "From"))
     _required(form, "To")
-    count = int(_number(form, "NumMedia")) if form.get("NumMedia") else 0
+    count = _media_count(form)
     has_location = "Latitude" in form and "Longitude" in form
     return InboundEvent(
         kind=EventKind.message,
@@ -244,7 +257,7 @@ def _message_event(form: Mapping[str, str]) -> InboundEvent:
         text=form.get("Body") or None,
         payload=form.get("ButtonPayload") or None,
         attachments=tuple(_attachment(form, i) for i in range(count)),
-        location=Location(latitude=_number(form, "Latitude"), longitude=_number(form, "Longitude"))
+        location=Location(latitude=_coordinate(form, "Latitude", 90), longitude=_coordinate(form, "Longitude", 180))
         if has_location
         else None,
         user_name=form.get("ProfileName") or None,

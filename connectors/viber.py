@@ -18,11 +18,11 @@ import hmac
 import json
 from datetime import UTC, datetime
 from hashlib import sha256
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.models import Attachment, Capabilities, Channel, DeliveryStatus, EventKind, InboundEvent, Location
 from bot.rendering import RenderedPart, numbered
@@ -67,9 +67,16 @@ class _User(BaseModel):
     language: str | None = None
 
 
+# Viber's tokens and sticker ids are 64-bit; time stamps are milliseconds, up to the year 9999.
+_Int64 = Annotated[int, Field(ge=-(2**63), lt=2**64)]
+_Millis = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
+
+
 class _Point(BaseModel):
-    lat: float
-    lon: float
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
 
 
 class _Contact(BaseModel):
@@ -81,7 +88,7 @@ class _Message(BaseModel):
     text: str | None = None
     media: str | None = None
     file_name: str | None = None
-    sticker_id: int | None = None
+    sticker_id: _Int64 | None = None
     location: _Point | None = None
     contact: _Contact | None = None
 
@@ -90,8 +97,8 @@ class _Callback(BaseModel):
     """The union of Viber's callback fields; which ones an event must carry is checked per event."""
 
     event: str
-    timestamp: int | None = None
-    message_token: int | None = None
+    timestamp: _Millis | None = None
+    message_token: _Int64 | None = None
     user: _User | None = None
     sender: _User | None = None
     user_id: str | None = None
