@@ -2,7 +2,7 @@
 `Engine.respond` answers one customer turn and leaves persistence to the caller.
 """
 
-from bot.dialogue.actions import ActionContext, ActionResult, action, validator
+from bot.dialogue.actions import ActionContext, ActionResult, RetryLater, action, validator
 from bot.dialogue.engine import Engine
 from bot.dialogue.errors import DialogError
 from bot.dialogue.turn import DialogState, Turn, TurnResult
@@ -13,6 +13,7 @@ __all__ = [
     "DialogError",
     "DialogState",
     "Engine",
+    "RetryLater",
     "Turn",
     "TurnResult",
     "action",

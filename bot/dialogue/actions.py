@@ -31,6 +31,12 @@ class ActionResult:
     texts: Sequence[str] = ()
 
 
+class RetryLater(Exception):
+    """Raised by an action whose failure is passing (a CRM that times out): the turn is not answered
+    now but tried again after a pause, the contact's later messages waiting behind it. Any other
+    exception from an action hands the conversation to a human at once."""
+
+
 ActionFn = Callable[[ActionContext], Awaitable[ActionResult]]
 # A validator takes the customer's answer and returns it cleaned ("#12 345" → "12345"), or None to reject.
 ValidatorFn = Callable[[str], str | None]

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from jinja2.environment import TemplateExpression
 
-from bot.dialogue.actions import ActionContext
+from bot.dialogue.actions import ActionContext, RetryLater
 from bot.dialogue.backend import DialogueAnswer, DialogueRequest, HandoffRequest
 from bot.dialogue.loader import FLOW_PAYLOAD, Dialogs, load_dialogs
 from bot.dialogue.nlu import IntentMatcher
@@ -218,6 +218,8 @@ class Engine:
         )
         try:
             result = await self._d.actions[name](context)
+        except RetryLater:
+            raise  # the worker tries the whole turn again later (and dead-letters it after its attempts)
         except Exception as exc:  # an action is foreign code: its failure becomes a handoff
             raise _Broken(f"action '{name}' failed: {exc!r}") from exc
         # stored as text whatever the action returned: a state that cannot be saved fails every retry
