@@ -1,0 +1,101 @@
+"""Redis stops for a few seconds under traffic and comes back (AOF on, same port); the hub carries on.
+
+A real `omnihub run` process, Telegram through its emulator. While Redis is away webhooks are refused
+(the provider retries them) and `/readyz` says 503; once it is back every message that was accepted,
+before or after, is answered exactly once and in order, with no restart of the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.redis_server import EmbeddedRedis, free_port
+from bot.sandbox.client import SandboxClient
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+USERS = [str(620_000 + i) for i in range(8)]
+ROUNDS = 24
+OUTAGE_AT = 8
+OUTAGE_SECONDS = 3.0
+
+
+async def readiness(http: httpx.AsyncClient) -> int | None:
+    try:
+        return (await http.get("/readyz")).status_code
+    except httpx.HTTPError:
+        return None
+
+
+async def until_readiness(http: httpx.AsyncClient, status: int, hub: subprocess.Popen[bytes], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while await readiness(http) != status:
+        assert hub.poll() is None, (hub.stderr.read() if hub.stderr else b"").decode()[-3000:]
+        assert time.monotonic() < deadline, f"/readyz never answered {status}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
+    server = EmbeddedRedis(data_dir=tmp_path / "redis")
+    redis_url = server.start()
+    config = tmp_path / "omnihub.yaml"
+    config.write_text("pipeline: {partitions: 4, lease_seconds: 1, batch: 16}\n")
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "OMNIHUB_PORT": str(port), "OMNIHUB_CONFIG": str(config),
+           "OMNIHUB_DIALOGS": str(ROOT / "tests" / "pipeline" / "echo_dialogs")}
+    for name in list(env):
+        if name.startswith(("TELEGRAM_", "TWILIO_", "VIBER_")):
+            del env[name]
+    hub = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    accepted: dict[str, list[str]] = {u: [] for u in USERS}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            await until_readiness(http, 200, hub, wait=60)
+            client = SandboxClient(http)
+
+            async def say(user: str, text: str) -> None:
+                if (await client.send("telegram", user, text))["status"] == 200:
+                    accepted[user].append(text)
+
+            await asyncio.gather(*(say(u, "/start") for u in USERS))
+            for round_ in range(ROUNDS):
+                if round_ == OUTAGE_AT:
+                    server.stop()
+                    await until_readiness(http, 503, hub, wait=10)
+                    outage_ends = time.monotonic() + OUTAGE_SECONDS
+                    while time.monotonic() < outage_ends:  # the provider keeps posting meanwhile
+                        await asyncio.gather(*(say(u, f"{u}-down-{round_}") for u in USERS))
+                        await asyncio.sleep(0.2)
+                    server.start()
+                    await until_readiness(http, 200, hub, wait=30)
+                await asyncio.gather(*(say(u, f"{u}-{round_}") for u in USERS))
+            for user in USERS:
+                expected = ["echo"] + [f"echo {text}" for text in accepted[user][1:]]
+                assert len(expected) > ROUNDS - 2  # most were accepted: before, and after the restart
+                assert await replies(client, user, len(expected)) == expected, f"conversation {user}"
+        assert hub.poll() is None  # never restarted
+    finally:
+        hub.terminate()
+        hub.wait(15)
+        if hub.stderr:
+            hub.stderr.close()
+        server.stop()
+
+
+async def replies(client: SandboxClient, user: str, count: int) -> list[str]:
+    """Every reply the customer got, once `count` have arrived and a late duplicate had time to show."""
+    deadline = time.monotonic() + 30
+    while len(texts := [m["text"] for m in await client.replies("telegram", user)]) < count:
+        assert time.monotonic() < deadline, f"{user} got {len(texts)} of {count}: {texts}"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # a duplicate would be here by now
+    return [m["text"] for m in await client.replies("telegram", user)]
