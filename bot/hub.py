@@ -40,7 +40,7 @@ from bot.pipeline.turns import TurnHandler
 from bot.pipeline.worker import Worker
 from bot.sandbox import emulators as sandbox
 from bot.settings import Settings
-from connectors.base import Connector
+from connectors.base import AcknowledgesCallbacks, Connector, DeepLinks, Polls
 from connectors.telegram import TelegramConnector
 from connectors.twilio import TwilioConnector
 from connectors.viber import ViberConnector
@@ -76,6 +76,7 @@ class Hub:
         self.dead_letters = DeadLetters(self.redis, s.pipeline.partitions)
         self.settings = self._with_sandbox(s)
         self._build_connectors()
+        self.acknowledgers = {p: k for p, k in self.webhooks.items() if isinstance(k, AcknowledgesCallbacks)}
 
     @property
     def public_url(self) -> str:
@@ -151,10 +152,8 @@ class Hub:
             await self._until_serving()
             for name in registering:
                 self._tasks.append(asyncio.create_task(self._register(name), name=f"register-{name}"))
-        if self.run_api and self._polls_telegram():
-            telegram = self.connectors["telegram"]
-            assert isinstance(telegram, TelegramConnector)
-            self._tasks.append(asyncio.create_task(telegram.poll(self.accept, self._stop), name="telegram-poll"))
+        for name, poller in self.pollers().items():
+            self._tasks.append(asyncio.create_task(poller.poll(self.accept, self._stop), name=f"{name}-poll"))
         if self.run_workers:
             await self._run_workers()
 
@@ -183,10 +182,11 @@ class Hub:
                         return
                 await asyncio.sleep(0.05)
 
-    def _polls_telegram(self) -> bool:
-        """A real bot token and no public URL: Telegram cannot reach us, so we ask it (getUpdates)."""
-        s = self.settings
-        return "telegram" in self.connectors and "telegram" not in self.sandboxed and s.public_url is None
+    def pollers(self) -> dict[Channel, Polls]:
+        """Real accounts that cannot reach us (no public URL) and can be asked instead (Telegram's getUpdates)."""
+        if not self.run_api or self.settings.public_url is not None:
+            return {}
+        return {c: k for c, k in self.connectors.items() if isinstance(k, Polls) and c not in self.sandboxed}
 
     async def _run_workers(self) -> None:
         s = self.settings
@@ -196,8 +196,7 @@ class Hub:
                                    s.context.default_language)
         turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
                             s.context.default_language, keywords)
-        deep_links = {c: k.deep_link for c, k in self.connectors.items()
-                      if isinstance(k, TelegramConnector | TwilioConnector | ViberConnector)}
+        deep_links = {c: k.deep_link for c, k in self.connectors.items() if isinstance(k, DeepLinks)}
         linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
                         self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)
         worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch, s.pipeline.entry_attempts)
@@ -238,9 +237,10 @@ class Hub:
         await self.ingest(events)
 
     async def acknowledge(self, provider: str, events: list[InboundEvent]) -> None:
-        """Stop Telegram's button spinner; in the background, the webhook answer must not wait for it."""
-        connector = self.webhooks.get(provider)
-        if isinstance(connector, TelegramConnector) and any(e.provider_id.startswith("cb:") for e in events):
+        """Confirm what the provider waits for (Telegram's button spinner); in the background, the
+        webhook answer must not wait for it."""
+        connector = self.acknowledgers.get(provider)
+        if connector is not None and connector.awaits_acknowledgement(events):
             task = asyncio.create_task(connector.acknowledge(events))
             self._background.add(task)
             task.add_done_callback(self._background.discard)

@@ -1,10 +1,17 @@
-"""The contract every connector keeps, and the errors a webhook route turns into HTTP answers."""
+"""The contract every connector keeps, the abilities only some have, and the errors a webhook route
+turns into HTTP answers.
+
+An ability is a small protocol a connector declares by inheriting it (`class TelegramConnector(Polls,
+...)`), so mypy checks the signatures where it is declared and the hub asks `isinstance(k, Polls)`
+instead of knowing which channels can do what.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.models import Capabilities, Channel, InboundEvent
 from bot.rendering import RenderedPart
@@ -74,3 +81,34 @@ class Connector(Protocol):
 
     async def close(self) -> None:
         """Release clients."""
+
+
+@runtime_checkable
+class DeepLinks(Protocol):
+    """A channel a link can open with a code already typed in (offered for linking identities)."""
+
+    def deep_link(self, code: str) -> str:
+        """The link; raises `ValueError` for a code the channel cannot carry."""
+        ...
+
+
+@runtime_checkable
+class AcknowledgesCallbacks(Protocol):
+    """A provider that waits for us to confirm some events (Telegram: a pressed button spins until then)."""
+
+    def awaits_acknowledgement(self, events: list[InboundEvent]) -> bool:
+        """Whether any of `events` needs `acknowledge` (cheap: called for every webhook)."""
+        ...
+
+    async def acknowledge(self, events: list[InboundEvent]) -> None:
+        """Confirm them, once they are stored; logs failures, never raises."""
+        ...
+
+
+@runtime_checkable
+class Polls(Protocol):
+    """A provider we can ask for new events when it cannot reach us (no public URL)."""
+
+    async def poll(self, on_events: Callable[[list[InboundEvent]], Awaitable[None]], stop: asyncio.Event) -> None:
+        """Hand events to `on_events` until `stop` is set; confirm them to the provider only after it returned."""
+        ...

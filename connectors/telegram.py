@@ -39,7 +39,16 @@ from pydantic import ValidationError
 from bot.models import Attachment, Button, Capabilities, Channel, EventKind, InboundEvent, Location, Media
 from bot.rendering import RenderedPart
 from bot.settings import TelegramSettings
-from connectors.base import BadPayload, BadSignature, SendError, WebhookAnswer, WebhookRequest
+from connectors.base import (
+    AcknowledgesCallbacks,
+    BadPayload,
+    BadSignature,
+    DeepLinks,
+    Polls,
+    SendError,
+    WebhookAnswer,
+    WebhookRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +76,7 @@ _PERMANENT = (
 T = TypeVar("T")
 
 
-class TelegramConnector:
+class TelegramConnector(DeepLinks, AcknowledgesCallbacks, Polls):
     channel: Channel = "telegram"
     capabilities = Capabilities(max_text=4096, native_buttons=True, max_buttons=8, media=True)
 
@@ -125,6 +134,9 @@ class TelegramConnector:
 
     def answer(self, events: list[InboundEvent]) -> WebhookAnswer:
         return WebhookAnswer(b"", "application/json")
+
+    def awaits_acknowledgement(self, events: list[InboundEvent]) -> bool:
+        return any(e.provider_id.startswith(CALLBACK_PREFIX) for e in events)
 
     async def acknowledge(self, events: list[InboundEvent]) -> None:
         """Answer the callback queries among `events` so the pressed button stops spinning.

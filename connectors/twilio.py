@@ -36,7 +36,7 @@ from bot.models import (
 )
 from bot.rendering import RenderedPart
 from bot.settings import ConfigError, TwilioSettings
-from connectors.base import BadPayload, BadSignature, SendError, WebhookAnswer, WebhookRequest
+from connectors.base import BadPayload, BadSignature, DeepLinks, SendError, WebhookAnswer, WebhookRequest
 
 WHATSAPP_PREFIX = "whatsapp:"
 MAX_MEDIA = 10  # Twilio attaches at most 10 media to one message
@@ -89,7 +89,7 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-class TwilioConnector:
+class TwilioConnector(DeepLinks):
     """One Twilio channel. `status_callback_url` is where Twilio posts delivery statuses of our sends."""
 
     def __init__(

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.models import Attachment, Capabilities, Channel, DeliveryStatus, EventKind, InboundEvent, Location
 from bot.rendering import RenderedPart, numbered
 from bot.settings import ConfigError, ViberSettings
-from connectors.base import BadPayload, BadSignature, SendError, WebhookAnswer, WebhookRequest
+from connectors.base import BadPayload, BadSignature, DeepLinks, SendError, WebhookAnswer, WebhookRequest
 
 BUTTON_PREFIX = "btn:"
 EVENT_TYPES = ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]
@@ -140,7 +140,7 @@ def _need(value: T | None, field: str, event: str) -> T:
     return value
 
 
-class ViberConnector:
+class ViberConnector(DeepLinks):
     channel: Channel = "viber"
     capabilities = CAPABILITIES
 
