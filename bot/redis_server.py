@@ -16,16 +16,39 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+MAX_CONNECTIONS = 256
 
 
 def connect(url: str) -> AsyncRedis:
-    """The process's one Redis client. Under a burst, requests wait for a free connection (up to 10 s)
-    instead of failing with "too many connections": back-pressure rather than lost webhooks."""
-    pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=256, timeout=10)
+    """The process's one Redis client: a `RedisCluster` when `url` names a node of a Redis Cluster
+    (`INFO cluster` says `cluster_enabled:1`), else a plain client.
+
+    On one server, under a burst, requests wait for a free connection (up to 10 s) instead of failing
+    with "too many connections": back-pressure rather than lost webhooks. A server that does not
+    answer the probe gets the plain client, as before the probe existed; its errors show on first use.
+    The cluster client is typed as `Redis` because the hub only uses the commands both implement
+    (every MULTI and script on one slot, no WATCH: see bot/context/merge.py)."""
+    if is_cluster(url):
+        return cast(AsyncRedis, RedisCluster.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS))
+    pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10)
     return AsyncRedis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+def is_cluster(url: str) -> bool:
+    """Whether `url` names a node of a Redis Cluster; once, at start-up (a blocking call of a few ms)."""
+    try:
+        with SyncRedis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as probe:
+            return bool(probe.info("cluster").get("cluster_enabled"))
+    except (RedisError, OSError):
+        return False
 
 
 class RedisUnavailable(RuntimeError):

@@ -61,7 +61,8 @@ async def find_contacts(
 ) -> ContactList:
     if tag is not None:
         next_cursor, ids = await hub.profiles.tagged(tag, cursor, limit)
-        return ContactList(items=await _found(hub, ids), next_cursor=next_cursor or None)
+        tagged = [c for c in await _found(hub, ids) if tag in c.tags]  # the index is a superset of the profiles
+        return ContactList(items=tagged, next_cursor=next_cursor or None)
     try:
         if phone:
             cid = await hub.identities.by_phone(phone)

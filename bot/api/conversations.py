@@ -40,7 +40,7 @@ async def list_conversations(
         conversations = await pipe.execute()
     items = []
     for cid, conv in zip(contact_ids, conversations, strict=True):
-        if conv.get("mode", "bot") == mode:
+        if conv and conv.get("mode", "bot") == mode:  # the index is a superset (bot.context.indexes)
             items.append(ConversationOut(
                 id=conv.get("id", cid), contact_id=cid, mode=mode, channel=conv.get("ch"),
                 user_id=conv.get("uid"), handoff_reason=conv.get("handoff"),

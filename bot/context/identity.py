@@ -24,7 +24,7 @@ from bot.context.store import ContextStore
 
 MAX_CHAIN = 8  # merged_into hops followed; a longer chain means something rewrote tombstones by hand
 
-# Index keys change only if they still say what the caller expects when its MULTI runs, so merge and
+# Index keys change only if they still say what the caller expects when the script runs, so merge and
 # erase need no WATCH on them; each is a one-key script, as Redis Cluster wants.
 _REPOINT = """
 local owner = redis.call('GET', KEYS[1])
@@ -43,12 +43,12 @@ return 0
 
 
 def stage_repoint(pipe: Any, key: str, old: str, new: str) -> None:
-    """Queue on a MULTI: point `key` at `new` if it then points at `old` or at no one."""
+    """Queue on a pipeline: point `key` at `new` if it then points at `old` or at no one."""
     pipe.eval(_REPOINT, 1, key, old, new)
 
 
 def stage_drop_owned(pipe: Any, key: str, owners: Collection[str]) -> None:
-    """Queue on a MULTI: delete `key` if its value (`<cid>` or `<cid>:...`) then names one of `owners`."""
+    """Queue on a pipeline: delete `key` if its value (`<cid>` or `<cid>:...`) then names one of `owners`."""
     pipe.eval(_DROP_OWNED, 1, key, *owners)
 
 
@@ -105,12 +105,13 @@ class Identities:
         return found
 
     async def live(self, cid: str) -> str:
-        """Follow `merged_into` markers to the contact that absorbed `cid` (itself when not merged)."""
+        """Follow `merged_into` (or `merging_into`: a merge under way) markers to the contact that
+        absorbed `cid` (itself when not merged)."""
         for _ in range(MAX_CHAIN):
-            into = await self.redis.hget(keys.contact(cid), "merged_into")
-            if not into:
+            merged, merging = await self.redis.hmget(keys.contact(cid), "merged_into", "merging_into")
+            if not (merged or merging):
                 return cid
-            cid = str(into)
+            cid = str(merged or merging)
         raise RuntimeError(f"merged_into chain longer than {MAX_CHAIN} from {cid}")
 
     async def claim_phone(self, cid: str, e164: str) -> str:

@@ -14,11 +14,15 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:{cid}:h                 | list   | unified history, JSON entries, capped           |
 | omni:{cid}:consent           | list   | consent changes, capped (see context.consent)   |
 | omni:{cid}:dd                | zset   | this contact's dedupe keys, score = expiry      |
-| omni:tag:<tag>               | set    | contact ids carrying the tag                    |
+| omni:{cid}:j                 | hash   | journal of a merge/fold/unmerge absorbing cid   |
+| omni:{cid}:j:<c|v|h|...>     | *      | the journal's copy of cid's keys at its start   |
+| omni:{cid}:applied           | hash   | journal ids already applied to cid (survivor)   |
+| omni:journals                | zset   | contacts with a journal, score = start (sweeper)|
+| omni:tag:<tag>               | set    | contact ids carrying the tag (superset index)   |
 | omni:link:<code>             | string | link code -> "<cid>:<expiry>" or "used", TTL    |
 | omni:lt:<channel>:<user id>  | string | wrong link codes of an identity, TTL            |
 | omni:events                  | stream | contact lifecycle events (merged, erased...)    |
-| omni:conv:<mode>             | zset   | contact ids by mode, score = last activity      |
+| omni:conv:<mode>             | zset   | contact ids by mode (superset), score = `ms`    |
 | omni:in:{p<n>}               | stream | inbound events of partition n                   |
 | omni:out:{p<n>}              | stream | outbound messages of partition n (live lane)    |
 | omni:bulk:{p<n>}             | stream | bulk (campaign) messages of partition n         |
@@ -38,6 +42,7 @@ PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
 WORKERS = "omni:workers"
 GROUP = "workers"
 EVENTS = "omni:events"
+JOURNALS = "omni:journals"
 
 
 def identity(channel: str, user_id: str) -> str:
@@ -68,6 +73,18 @@ def consent(cid: str) -> str:
 
 def deduped(cid: str) -> str:
     return f"omni:{{{cid}}}:dd"
+
+
+def journal(cid: str) -> str:
+    return f"omni:{{{cid}}}:j"
+
+
+def journal_copy(cid: str, part: str) -> str:
+    return f"omni:{{{cid}}}:j:{part}"
+
+
+def applied(cid: str) -> str:
+    return f"omni:{{{cid}}}:applied"
 
 
 def tag(name: str) -> str:

@@ -102,7 +102,7 @@ class Linker:
             await self.erase(cid)
 
     async def _owner(self, cid: str, snapshot: Snapshot, event: InboundEvent) -> str:
-        if snapshot.profile.get("merged_into"):
+        if snapshot.profile.get("merged_into") or snapshot.profile.get("merging_into"):
             return await self.identities.live(cid)
         if snapshot.profile:
             return cid

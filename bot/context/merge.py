@@ -1,35 +1,51 @@
-"""Merge two contacts into one, atomically, and take a merge back.
+"""Merge two contacts into one, and take a merge back — as a journal of single-slot steps.
 
-The two contacts' keys live under different hash tags, so no single MULTI on Redis Cluster covers
-them. On one Redis (or Sentinel) this module uses optimistic locking: WATCH both contacts' keys, read,
-compute the result (`merge_plan`), write everything in one MULTI; if anything watched changed in
-between, nothing is written and the merge starts over. Index keys are repointed by a compare-and-set
-inside that MULTI (`stage_repoint`), so they need no WATCH. A reader sees either two contacts or one,
-never half of each. The Cluster protocol (journaled,
-idempotent steps) is described in docs/architecture.md, "Identity and merge".
+The two contacts' keys live under different hash tags, so no MULTI on Redis Cluster covers both. A
+merge of A into S is therefore a journaled protocol whose steps each touch one slot and are
+idempotent (the scripts are in bot.context.journal); the same protocol runs on one Redis, so there
+is one code path, tested on both:
 
-Workers write a contact without WATCH (one owner per partition makes it unnecessary), so a turn that
-loaded the absorbed contact before the merge may commit after it, onto the tombstone. The worker
-sees that in its commit (the profile has `merged_into`) and calls `fold`, which moves those late
-writes to the survivor by the same rules.
+1. `begin` on A's slot: the journal `omni:{A}:j` (listed in `omni:journals` for the sweeper), a copy
+   of A's keys, and the mark `merging_into` — from here A's worker forwards A's events to S;
+2. `apply` on S's slot: the merge rules (`merge_plan`) applied in one script, skipped if this
+   journal was applied already, re-planned if S changed since it was read (optimistic, like WATCH);
+3. `seal` on A's slot: A becomes its tombstone (`merged_into`, `undo`); what a late turn wrote on A
+   after step 1 stays there as strays, and is folded into S by the same protocol;
+4. index keys repointed by compare-and-set (`GET == A` → `SET S`), tag and mode entries moved;
+5. the `contact.merged` event, whose id is the journal's — delivered at least once, the same id
+   on a replay, so a consumer drops a repeat by id (CloudEvents `id`);
+6. `close`: the journal and its copies deleted.
+
+A crash anywhere leaves the journal; `sweep` (and anyone who meets the journal) replays it from
+step 2. Workers write a contact without WATCH, so a turn that loaded A before step 1 may commit after
+it: its commit sees `merging_into`/`merged_into` and the worker calls `fold`. Unmerge is the same
+journal with the undo record: S loses what A brought, A gets its profile back, its index keys and
+tags return.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Collection
+import uuid
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
-from bot.context import keys
-from bot.context.events import stage_event
+from bot.context import indexes, keys
+from bot.context.events import MAXLEN, EventType, cloud_event
 from bot.context.identity import Identities, stage_repoint
-from bot.context.merge_plan import TOMBSTONE, Plan, Side, plan
-from bot.context.store import CONSENT_TRAIL_CAP, MODES
-from bot.context.watched import until_committed
+from bot.context.journal import Journal, Steps
+from bot.context.merge_plan import MERGING, TOMBSTONE, Op, Side, ops, plan
+from bot.context.store import CONSENT_TRAIL_CAP
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 50  # re-plans when the survivor keeps changing under the merge
+STALE = 60.0  # seconds after which the sweeper replays a journal nobody finished
 
 
 class MergeError(Exception):
@@ -57,138 +73,178 @@ class Merged:
     event_id: str | None  # the `contact.merged` event; None for a fold
 
 
-def _busy() -> Busy:
-    return Busy("the contacts kept changing while merging; try again")
-
-
-def contact_keys(cid: str) -> list[str]:
-    return [keys.contact(cid), keys.conversation(cid), keys.history(cid), keys.consent(cid)]
-
-
 class Merger:
     def __init__(self, redis: Redis, identities: Identities, history_cap: int, dedupe_ttl: int) -> None:
         self.redis = redis
         self.identities = identities
         self.history_cap = history_cap
         self.dedupe_ttl = dedupe_ttl
+        self.steps = Steps(redis)
 
     async def merge(self, survivor: str, absorbed: str, reason: str, hints: Collection[str] = ()) -> Merged:
         """Absorb `absorbed` into `survivor`. `hints`: index keys known to point at `absorbed` that its
         profile may not list yet (a contact whose first message is still in its stream)."""
         if survivor == absorbed:
             raise SameContact(f"cannot merge contact {survivor!r} with itself")
-        return await until_committed(lambda: self._merge(survivor, absorbed, reason, set(hints)), _busy)
+        s = await self.steps.read(survivor)
+        if into := s.merged_into or s.profile.get(MERGING):
+            raise MergeError(f"contact {survivor!r} was merged into {into!r}")
+        journal = await self._begin("merge", survivor, absorbed, reason, hints)
+        await self.replay(journal)
+        return Merged(survivor, absorbed, journal.id)
 
     async def fold(self, absorbed: str) -> Merged | None:
-        """Move writes that landed on a tombstone after its merge to the contact that absorbed it."""
-
-        async def attempt() -> Merged | None:
-            survivor = await self.identities.live(absorbed)
-            return None if survivor == absorbed else await self._merge(survivor, absorbed, "fold", set())
-
-        return await until_committed(attempt, _busy)
+        """Move writes that landed on a (to be) tombstone after its merge began to the contact that
+        absorbed it; a merge still under way is finished first (it folds what it finds)."""
+        if journal := await self.steps.journal(absorbed):
+            await self.replay(journal)
+            return None
+        survivor = await self.identities.live(absorbed)
+        if survivor == absorbed or not await self._has_strays(absorbed):
+            return None
+        journal = await self._begin("fold", await self._direct(absorbed), absorbed, "fold", ())
+        await self.replay(journal)
+        return Merged(journal.survivor, absorbed, None)
 
     async def unmerge(self, survivor: str, absorbed: str) -> str:
         """Give `absorbed` back its identities, phones, tags and profile; returns the event id.
         History, consent trail and attributes learned since stay with the survivor."""
-        return await until_committed(lambda: self._unmerge(survivor, absorbed), _busy)
+        journal = await self._begin("unmerge", survivor, absorbed, "unmerge", ())
+        await self.replay(journal)
+        return journal.id
 
-    async def _read(self, *cids: str) -> list[Side]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid in cids:
-                pipe.hgetall(keys.contact(cid))
-                pipe.hgetall(keys.conversation(cid))
-                pipe.lrange(keys.history(cid), 0, -1)
-                pipe.lrange(keys.consent(cid), 0, -1)
-            found = await pipe.execute()
-        return [Side(cid, *found[4 * n : 4 * n + 4]) for n, cid in enumerate(cids)]
+    async def sweep(self, older_than: float = STALE) -> int:
+        """Replay the journals nobody finished within `older_than` seconds; returns how many."""
+        done = 0
+        for absorbed in await self.steps.stale(older_than, time.time()):
+            journal = await self.steps.journal(absorbed)
+            if journal is None:  # listed, then crashed before `begin`; or closed meanwhile
+                await self.redis.zrem(keys.JOURNALS, absorbed)
+                continue
+            log.warning("replaying the %s journal %s of contact %s", journal.op, journal.id, absorbed)
+            await self.replay(journal)
+            done += 1
+        return done
 
-    async def _merge(self, survivor: str, absorbed: str, reason: str, hints: set[str]) -> Merged:
-        fold = reason == "fold"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(*contact_keys(survivor), *contact_keys(absorbed))
-            s, a = await self._read(survivor, absorbed)
-            if s.merged_into:
-                raise MergeError(f"contact {survivor!r} was merged into {s.merged_into!r}")
-            if a.merged_into and not fold:
-                raise MergeError(f"contact {absorbed!r} was merged into {a.merged_into!r} already")
-            if a.empty and not hints:
+    async def _begin(self, op: str, survivor: str, absorbed: str, reason: str, hints: Collection[str]) -> Journal:
+        jid = uuid.uuid4().hex
+        for _ in range(ATTEMPTS):
+            status, *detail = await self.steps.begin(jid, op, survivor, absorbed, reason, list(hints), time.time())
+            journal = await self.steps.journal(absorbed)
+            if status == "ok" and journal:
+                return journal
+            if status == "busy" and journal:  # another merge of `absorbed` under way, or crashed: finish it
+                await self.replay(journal)
+                continue
+            await self.redis.zrem(keys.JOURNALS, absorbed)
+            if status == "unknown":
                 raise UnknownContact(f"no contact {absorbed!r}")
+            if status == "merged":
+                raise MergeError(f"contact {absorbed!r} was merged into {detail[0]!r} already")
+            if status == "not merged":
+                raise MergeError(f"contact {absorbed!r} is not merged into {survivor!r}")
+        raise Busy("the contacts kept changing while merging; try again")
+
+    async def replay(self, journal: Journal) -> None:
+        """Steps 2 to 6 of `journal`; safe to run again, and by several at once."""
+        a = await self.steps.read(journal.absorbed, copy=True)
+        restore = journal.op == "unmerge"
+        sealed_profile = await (self._apply_unmerge(journal, a) if restore else self._apply_merge(journal, a))
+        strays = await self.steps.seal(journal, sealed_profile, restore)
+        if strays < 0 and await self.steps.journal(journal.absorbed) is None:
+            return  # someone else finished this journal meanwhile
+        if restore:
+            undo = orjson.loads(a.profile.get("undo", '{"profile": {}, "moved": []}'))
+            moved = [name[2:] for name in undo["moved"] if name.startswith("t:")]
+            await self._indexes(journal, undo["profile"], journal.survivor, journal.absorbed, moved)
+        else:
+            await self._indexes(journal, {k: v for k, v in a.profile.items() if k not in TOMBSTONE},
+                                journal.absorbed, journal.survivor, None)
+        if journal.op != "fold":
+            kind: EventType = "contact.unmerged" if restore else "contact.merged"
+            data = {"survivor": journal.survivor, "absorbed": journal.absorbed}
+            await self._emit(journal, kind, data if restore else {**data, "reason": journal.reason})
+        await self.steps.close(journal)
+        if strays > 0 and not restore:
+            await self.fold(journal.absorbed)
+
+    async def _apply_merge(self, journal: Journal, a: Side) -> dict[str, str]:
+        """Step 2 of a merge or fold; returns the tombstone for step 3."""
+        for _ in range(ATTEMPTS):
+            s = await self.steps.read(journal.survivor)
             now = time.time()
             result = plan(s, a, now, self.history_cap, CONSENT_TRAIL_CAP)
-            index = self.identities.index_keys({k: v for k, v in a.profile.items() if k not in TOMBSTONE}) | hints
-            pipe.multi()  # type: ignore[no-untyped-call]
-            self._stage(pipe, survivor, absorbed, result, index, now)
-            event = None if fold else stage_event(
-                pipe, "contact.merged", survivor, {"survivor": survivor, "absorbed": absorbed, "reason": reason}
-            )
-            await pipe.execute()
-        return Merged(survivor, absorbed, event["id"] if event else None)
+            tombstone = journal.plan.get("tombstone") or result.tombstone
+            if "tombstone" not in journal.plan:
+                await self.steps.remember(journal, {"tombstone": tombstone})
+            commands = ops(result, await self.steps.copied_dedupes(journal.absorbed), self.dedupe_ttl, now)
+            new_mode = result.conversation.get("mode") if result.conversation and result.replace_conversation else None
+            if new_mode:  # the mode index is a superset: enter before, leave after
+                await self._index(partial(indexes.enter_mode, cid=journal.survivor, mode=new_mode, since=now))
+            status = await self.steps.apply(journal, s, commands)
+            if status == "changed":
+                continue
+            old_mode = s.conversation.get("mode")
+            if status == "applied" and new_mode and old_mode and old_mode != new_mode:
+                since = s.conversation.get(indexes.MODE_SINCE)
+                await self._index(partial(indexes.leave_mode, cid=journal.survivor, mode=old_mode, since=since))
+            return dict(tombstone)
+        raise Busy("the survivor kept changing while merging; try again")
 
-    def _stage(
-        self, pipe: Any, survivor: str, absorbed: str, p: Plan, index: Collection[str], now: float
-    ) -> None:
-        if p.profile:
-            pipe.hset(keys.contact(survivor), mapping=p.profile)
-        if p.conversation is not None:
-            if p.replace_conversation:
-                pipe.delete(keys.conversation(survivor))
-            pipe.hset(keys.conversation(survivor), mapping=p.conversation)
-        for key, entries in ((keys.history(survivor), p.history), (keys.consent(survivor), p.consent)):
-            if entries is not None:
-                pipe.delete(key)
-                pipe.rpush(key, *entries)
-        pipe.zunionstore(keys.deduped(survivor), [keys.deduped(survivor), keys.deduped(absorbed)], aggregate="MAX")
-        pipe.expire(keys.deduped(survivor), self.dedupe_ttl)
-        for key in index:
-            stage_repoint(pipe, key, absorbed, survivor)
-        for tag in p.tags:
-            pipe.srem(keys.tag(tag), absorbed)
-            pipe.sadd(keys.tag(tag), survivor)
-        for mode in MODES:
-            pipe.zrem(keys.by_mode(mode), absorbed)
-        if p.mode:
-            old, new = p.mode
-            if old:
-                pipe.zrem(keys.by_mode(old), survivor)
-            pipe.zadd(keys.by_mode(new), {survivor: now})
-        pipe.delete(*contact_keys(absorbed), keys.deduped(absorbed))
-        pipe.hset(keys.contact(absorbed), mapping=p.tombstone)
-
-    async def _unmerge(self, survivor: str, absorbed: str) -> str:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(keys.contact(survivor), keys.contact(absorbed))
-            s, a = await self._read(survivor, absorbed)
-            if a.empty:
-                raise UnknownContact(f"no contact {absorbed!r}")
-            if a.merged_into != survivor:
-                raise MergeError(f"contact {absorbed!r} is not merged into {survivor!r}")
-            undo = orjson.loads(a.profile["undo"])
-            index = self.identities.index_keys(undo["profile"])
-            pipe.multi()  # type: ignore[no-untyped-call]
-            self._stage_unmerge(pipe, s, absorbed, undo, index)
-            event = stage_event(pipe, "contact.unmerged", survivor, {"survivor": survivor, "absorbed": absorbed})
-            await pipe.execute()
-        return str(event["id"])
-
-    @staticmethod
-    def _stage_unmerge(pipe: Any, s: Side, absorbed: str, undo: dict[str, Any], index: Collection[str]) -> None:
+    async def _apply_unmerge(self, journal: Journal, a: Side) -> dict[str, str]:
+        """Step 2 of an unmerge: the survivor gives back what `a` brought; returns `a`'s own profile."""
+        undo = orjson.loads(a.profile["undo"]) if "undo" in a.profile else {"profile": {}, "moved": []}
         original: dict[str, str] = undo["profile"]
-        moved: list[str] = undo["moved"]
-        if gone := [f for f in moved if f in s.profile]:
-            pipe.hdel(keys.contact(s.cid), *gone)
-        phone, before = original.get("phone"), undo["phone_before"]
-        if phone and s.profile.get("phone") == phone and phone != before:
-            if before:
-                pipe.hset(keys.contact(s.cid), "phone", before)
-            else:
-                pipe.hdel(keys.contact(s.cid), "phone")
-        pipe.delete(keys.contact(absorbed))
-        pipe.hset(keys.contact(absorbed), mapping={**original, "unmerged_at": f"{time.time():.3f}"})
-        for key in index:
-            stage_repoint(pipe, key, s.cid, absorbed)
-        for name in original:
-            if name.startswith("t:"):
-                pipe.sadd(keys.tag(name[2:]), absorbed)
-                if name in moved:
-                    pipe.srem(keys.tag(name[2:]), s.cid)
+        for _ in range(ATTEMPTS):
+            s = await self.steps.read(journal.survivor)
+            commands: list[Op] = []
+            if gone := [f for f in undo["moved"] if f in s.profile]:
+                commands.append(["HDEL", 1, *gone])
+            phone, before = original.get("phone"), undo.get("phone_before")
+            if phone and s.profile.get("phone") == phone and phone != before:
+                commands.append(["HSET", 1, "phone", before] if before else ["HDEL", 1, "phone"])
+            if await self.steps.apply(journal, s, commands) != "changed":
+                return {**original, "unmerged_at": f"{time.time():.3f}"}
+        raise Busy("the survivor kept changing while unmerging; try again")
+
+    async def _indexes(
+        self, journal: Journal, profile: dict[str, str], old: str, new: str, untag: list[str] | None
+    ) -> None:
+        """Step 4: the index keys and tag entries of `profile` move from `old` to `new` (`untag`: only
+        these tags leave `old`; all, when None); a merge also moves the mode entries."""
+        index = self.identities.index_keys(profile) | set(journal.hints)
+        tags = [name[2:] for name in profile if name.startswith("t:")]
+        mode, since = [str(v) if v else None for v in
+                       await self.redis.hmget(keys.conversation(journal.survivor), "mode", indexes.MODE_SINCE)]
+
+        def stage(pipe: Any) -> None:
+            for key in index:
+                stage_repoint(pipe, key, old, new)
+            indexes.tag(pipe, new, tags)
+            indexes.untag(pipe, [old], tags if untag is None else untag)
+            if journal.op != "unmerge":
+                for name in indexes.MODES:
+                    indexes.leave_mode(pipe, journal.absorbed, name, None)
+                if mode and since:
+                    indexes.enter_mode(pipe, journal.survivor, mode, float(since))
+
+        await self._index(stage)
+
+    async def _index(self, stage: Callable[[Any], None]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            stage(pipe)
+            if len(pipe):
+                await pipe.execute()
+
+    async def _emit(self, journal: Journal, kind: EventType, data: dict[str, str]) -> None:
+        event = {**cloud_event(kind, journal.survivor, data), "id": journal.id}
+        await self.redis.xadd(keys.EVENTS, {"e": orjson.dumps(event)}, maxlen=MAXLEN, approximate=True)
+
+    async def _has_strays(self, cid: str) -> bool:
+        profile = await self.redis.hgetall(keys.contact(cid))
+        if any(k not in TOMBSTONE for k in profile):
+            return True
+        return bool(await self.redis.exists(keys.conversation(cid), keys.history(cid), keys.consent(cid)))
+
+    async def _direct(self, absorbed: str) -> str:
+        return str(await self.redis.hget(keys.contact(absorbed), "merged_into"))

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 import orjson
 
 TOMBSTONE = ("merged_into", "merged_at", "undo")
+MERGING = "merging_into"  # the mark of a merge under way (bot.context.journal), never carried over
+MODE_SINCE = "ms"  # bot.context.indexes: the survivor's mode entry is re-entered with a fresh score
+Op = list[str | int]  # a command whose second item is the 1-based index of the survivor's key (c v h consent dd)
 UNION = ("i:", "t:", "p:", "m:")
 EARLIEST = ("i:",)
 
@@ -89,11 +92,11 @@ def plan(s: Side, a: Side, now: float, history_cap: int, consent_cap: int) -> Pl
 
 def by_time(lists: Sequence[Sequence[str]], cap: int) -> list[str]:
     """Raw JSON entries of time-ordered lists, interleaved by `at`; the newest `cap` kept."""
-    return list(heapq.merge(*lists, key=lambda e: float(orjson.loads(e)["at"])))[-cap:]
+    return list(heapq.merge(*lists, key=lambda e: HistoryEntry.read(e).at))[-cap:]
 
 
 def _profile(s: Side, a: Side, fold: bool, now: float) -> dict[str, str]:
-    strays = {k: v for k, v in a.profile.items() if k not in TOMBSTONE}
+    strays = {k: v for k, v in a.profile.items() if k not in TOMBSTONE and k != MERGING}
     older, newer = (s.profile, strays) if fold or a.recency() > s.recency() else (strays, s.profile)
     merged = {**older, **newer}
     for name in older.keys() & newer.keys():
@@ -112,7 +115,7 @@ def _profile(s: Side, a: Side, fold: bool, now: float) -> dict[str, str]:
 
 
 def _conversation(s: Side, a: Side, fold: bool) -> dict[str, str] | None:
-    theirs = {k: v for k, v in a.conversation.items() if k != "last"}
+    theirs = {k: v for k, v in a.conversation.items() if k not in ("last", MODE_SINCE)}
     if not theirs:
         return None
     if fold:
@@ -126,8 +129,31 @@ def _conversation(s: Side, a: Side, fold: bool) -> dict[str, str] | None:
 
 def _tombstone(s: Side, a: Side, merged: Mapping[str, str], now: float) -> dict[str, str]:
     undo = {
-        "profile": dict(a.profile),
+        "profile": {k: v for k, v in a.profile.items() if k != MERGING},
         "moved": sorted(k for k in merged if k.startswith(UNION) and k not in s.profile),
         "phone_before": s.profile.get("phone"),
     }
     return {"merged_into": s.cid, "merged_at": f"{now:.3f}", "undo": orjson.dumps(undo).decode()}
+
+
+def ops(p: Plan, dedupes: Sequence[tuple[str, float]], dedupe_ttl: int, since: float) -> list[Op]:
+    """The plan as commands on the survivor's keys, for one script (bot.context.journal `apply`)."""
+    found: list[Op] = []
+    if p.profile:
+        found.append(["HSET", 1, *_flat(p.profile)])
+    if p.conversation is not None:
+        conversation = {**p.conversation, MODE_SINCE: repr(since)} if p.replace_conversation else p.conversation
+        found += [["DEL", 2]] if p.replace_conversation else []
+        found.append(["HSET", 2, *_flat(conversation)])
+    for index, entries in ((3, p.history), (4, p.consent)):
+        if entries is not None:
+            found.append(["DEL", index])
+            found += [["RPUSH", index, *entries]] if entries else []
+    if dedupes:
+        found.append(["ZADD", 5, "GT", *(x for member, score in dedupes for x in (repr(score), member))])
+        found.append(["EXPIRE", 5, str(dedupe_ttl)])
+    return found
+
+
+def _flat(mapping: Mapping[str, str]) -> list[str | int]:
+    return [x for pair in mapping.items() for x in pair]

@@ -12,27 +12,30 @@ What a contact is made of, and so what erase removes:
 - its entries still in the partition streams (not yet trimmed, or not yet processed — those are
   then never answered), found by reading those streams, whose length the trimming bounds.
 
-The profile is WATCHed, so an erase racing a merge or a new identity starts over instead of missing
-a key; index keys and link codes are deleted by a check-and-delete inside the MULTI, only if they
-still name one of these ids then. A turn that loaded the contact before the erase and commits
-after it recreates keys; the worker notices (`Linker.settle`) and erases again. A `contact.erased`
-event (ids only) is queued in the same MULTI.
+Erase runs without WATCH as steps of one slot each, in an order a crash cannot spoil: the contact's
+profile is what says what to delete, so it goes last. First it gets a stable erase id (`erasing`),
+then the derived keys go — index keys and link codes by a check-and-delete script, only if they still
+name one of these ids — then tag and mode entries, dedupe keys, stream entries and the tombstones,
+then the contact's own keys. Run again after a crash, it finds the same things (and the same id). A
+turn that loaded the contact before the erase and commits after it recreates keys; the worker
+notices (`Linker.settle`) and erases again. The `contact.erased` event (ids only) carries the erase
+id: delivered at least once, the same id on a repeat.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
 
-from bot.context import keys
+from bot.context import indexes, keys
 from bot.context.consent import consent_trail
-from bot.context.events import stage_event
+from bot.context.events import MAXLEN, cloud_event
 from bot.context.identity import Identities, stage_drop_owned
-from bot.context.store import MODES
-from bot.context.watched import until_committed
+from bot.context.journal import contact_parts, copies
 
 STREAM_PAGE = 1000
 
@@ -66,8 +69,29 @@ class Privacy:
 
     async def erase(self, cid: str) -> str | None:
         """Erase `cid`; returns the `contact.erased` event id, None when there was nothing to erase."""
-        return await until_committed(
-            lambda: self._erase(cid), lambda: RuntimeError(f"contact {cid} kept changing while being erased"))
+        async with self.redis.pipeline(transaction=False) as read:
+            read.hgetall(keys.contact(cid))
+            read.exists(keys.conversation(cid), keys.history(cid))
+            profile, other_keys = await read.execute()
+        if "merged_into" in profile or not (profile or other_keys):
+            return None  # nothing, or a tombstone (erased with its survivor)
+        await self.redis.hsetnx(keys.contact(cid), "erasing", uuid.uuid4().hex)
+        profile = cast(dict[str, str], await self.redis.hgetall(keys.contact(cid)))
+        event_id = profile["erasing"]
+        absorbed = await self._tombstones(profile)
+        owners = {cid, *absorbed}
+        profiles = [profile, *absorbed.values(), *(_original(t) for t in absorbed.values())]
+        index = set().union(*(self.identities.index_keys(p) for p in profiles))
+        index |= {keys.link_code(p["lc"]) for p in profiles if "lc" in p}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._stage_derived(pipe, owners, profiles, index, await self._dedupe_keys(owners))
+            await pipe.execute()
+        await self._drop_stream_entries(owners)
+        event = {**cloud_event("contact.erased", cid, {"id": cid, "absorbed": sorted(absorbed)}), "id": event_id}
+        await self.redis.xadd(keys.EVENTS, {"e": orjson.dumps(event)}, maxlen=MAXLEN, approximate=True)
+        for owner in [*absorbed, cid]:  # the contact's own profile last: it lists what to delete
+            await self.redis.delete(*contact_parts(owner), keys.applied(owner), keys.journal(owner), *copies(owner))
+        return event_id
 
     async def _tombstones(self, profile: dict[str, str]) -> dict[str, dict[str, str]]:
         absorbed = [name[2:] for name in profile if name.startswith("m:")]
@@ -76,30 +100,8 @@ class Privacy:
                 pipe.hgetall(keys.contact(a))
             return dict(zip(absorbed, await pipe.execute(), strict=True))
 
-    async def _erase(self, cid: str) -> str | None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(keys.contact(cid))
-            async with self.redis.pipeline(transaction=False) as read:
-                read.hgetall(keys.contact(cid))
-                read.exists(keys.conversation(cid), keys.history(cid))
-                profile, other_keys = await read.execute()
-            if "merged_into" in profile or not (profile or other_keys):
-                return None  # nothing, or a tombstone (erased with its survivor)
-            absorbed = await self._tombstones(profile)
-            owners = {cid, *absorbed}
-            profiles = [profile, *absorbed.values(), *(_original(t) for t in absorbed.values())]
-            index = set().union(*(self.identities.index_keys(p) for p in profiles))
-            index |= {keys.link_code(p["lc"]) for p in profiles if "lc" in p}
-            dedupes = await self._dedupe_keys(owners)
-            pipe.multi()  # type: ignore[no-untyped-call]
-            self._stage(pipe, owners, profiles, index, dedupes)
-            event = stage_event(pipe, "contact.erased", cid, {"id": cid, "absorbed": sorted(absorbed)})
-            await pipe.execute()
-        await self._drop_stream_entries(owners)
-        return str(event["id"])
-
     @staticmethod
-    def _stage(
+    def _stage_derived(
         pipe: Any, owners: set[str], profiles: list[dict[str, str]], index: set[str], dedupes: list[str]
     ) -> None:
         for key in index:
@@ -110,14 +112,11 @@ class Privacy:
                     channel, _, user_id = name[2:].partition(":")
                     pipe.delete(keys.link_tries(channel, user_id))
                 elif name.startswith("t:"):
-                    pipe.srem(keys.tag(name[2:]), *owners)
-        for mode in MODES:
+                    indexes.untag(pipe, owners, [name[2:]])
+        for mode in indexes.MODES:
             pipe.zrem(keys.by_mode(mode), *owners)
-        for owner in owners:
-            pipe.delete(keys.contact(owner), keys.conversation(owner), keys.history(owner), keys.consent(owner),
-                        keys.deduped(owner))
-        if dedupes:
-            pipe.delete(*dedupes)
+        for key in dedupes:  # one key a command: they are in the slots of their partitions
+            pipe.delete(key)
 
     async def _dedupe_keys(self, owners: set[str]) -> list[str]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from bot.context import keys
+from bot.context import indexes, keys
+from bot.context.history import HistoryEntry
 
-MODES = ("bot", "queued", "assigned", "resolved")
 CONSENT_TRAIL_CAP = 500  # consent changes kept per contact (see bot.context.consent)
 
 # A message's status only moves forward: callbacks arrive late and out of order, and a "delivered"
@@ -97,7 +97,7 @@ class Changes:
 
     profile: dict[str, str] = field(default_factory=dict)
     conversation: dict[str, str] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
     drop_conversation_fields: list[str] = field(default_factory=list)
     consent: list[dict[str, Any]] = field(default_factory=list)  # audit rows (bot.context.consent)
     mode: tuple[str, str] | None = None  # (old, new) when the conversation changes mode
@@ -128,35 +128,46 @@ class ContextStore:
         return Snapshot(cid, profile, conversation)
 
     async def commit(self, cid: str, changes: Changes) -> tuple[bool, str | None]:
-        """Write a turn's changes; returns whether the profile existed and its `merged_into` as the
-        MULTI found them — how a worker learns that the contact was erased or merged away while the
-        turn ran (see bot.context.linking, `settle`)."""
+        """Write a turn's changes; returns whether the profile existed and its `merged_into` (or
+        `merging_into`) as the MULTI found them — how a worker learns that the contact was erased or
+        merged away while the turn ran (see bot.context.linking, `settle`).
+
+        The MULTI touches the contact's slot only; a mode change is entered in the global mode index
+        before it and left after it (bot.context.indexes)."""
+        since = time.time()
+        if changes.mode:
+            async with self.redis.pipeline(transaction=False) as before:
+                indexes.enter_mode(before, cid, changes.mode[1], since)
+                await before.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(keys.contact(cid))
-            pipe.hget(keys.contact(cid), "merged_into")
-            self.stage(pipe, cid, changes)
-            existed, merged_into, *_ = await pipe.execute()
-        return bool(existed), merged_into
+            pipe.hmget(keys.contact(cid), "merged_into", "merging_into")
+            pipe.hget(keys.conversation(cid), indexes.MODE_SINCE)
+            self.stage(pipe, cid, changes, since)
+            existed, (merged_into, merging_into), old_since, *_ = await pipe.execute()
+        if changes.mode and changes.mode[0] and changes.mode[0] != changes.mode[1]:
+            async with self.redis.pipeline(transaction=False) as after:
+                indexes.leave_mode(after, cid, changes.mode[0], old_since)
+                await after.execute()
+        return bool(existed), merged_into or merging_into
 
-    def stage(self, pipe: Any, cid: str, changes: Changes) -> None:
-        """Queue a turn's writes on a pipeline (so callers can add their own to the same MULTI)."""
+    def stage(self, pipe: Any, cid: str, changes: Changes, since: float) -> None:
+        """Queue a turn's writes to the contact's keys on a MULTI; `since`: the mode index score."""
+        conversation = dict(changes.conversation)
+        if changes.mode:
+            conversation[indexes.MODE_SINCE] = repr(since)
         if changes.profile:
             pipe.hset(keys.contact(cid), mapping=changes.profile)
-        if changes.conversation:
-            pipe.hset(keys.conversation(cid), mapping=changes.conversation)
+        if conversation:
+            pipe.hset(keys.conversation(cid), mapping=conversation)
         if changes.drop_conversation_fields:
             pipe.hdel(keys.conversation(cid), *changes.drop_conversation_fields)
         if changes.history:
-            pipe.rpush(keys.history(cid), *(orjson.dumps(e) for e in changes.history))
+            pipe.rpush(keys.history(cid), *(orjson.dumps(e.stored()) for e in changes.history))
             pipe.ltrim(keys.history(cid), -self.history_cap, -1)
         if changes.consent:
             pipe.rpush(keys.consent(cid), *(orjson.dumps(row) for row in changes.consent))
             pipe.ltrim(keys.consent(cid), -CONSENT_TRAIL_CAP, -1)
-        if changes.mode:
-            old, new = changes.mode
-            if old:
-                pipe.zrem(keys.by_mode(old), cid)
-            pipe.zadd(keys.by_mode(new), {cid: time.time()})
 
     async def update_history(
         self, cid: str, match: tuple[str, str], changes: dict[str, Any], depth: int = 100, client: Any = None
@@ -171,14 +182,14 @@ class ContextStore:
         )
         return bool(found)
 
-    async def history(self, cid: str, start: int = 0, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+    async def history(self, cid: str, start: int = 0, limit: int = 50) -> tuple[int, list[HistoryEntry]]:
         """Entries oldest first, `start` counting from the oldest kept; returns (total, page)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.llen(keys.history(cid))
             pipe.lrange(keys.history(cid), start, start + limit - 1)
             total, raw = await pipe.execute()
-        return int(total), [orjson.loads(r) for r in raw]
+        return int(total), [HistoryEntry.read(r) for r in raw]
 
-    async def recent_history(self, cid: str, count: int) -> list[dict[str, Any]]:
+    async def recent_history(self, cid: str, count: int) -> list[HistoryEntry]:
         raw = await self.redis.lrange(keys.history(cid), -count, -1)
-        return [orjson.loads(r) for r in raw]
+        return [HistoryEntry.read(r) for r in raw]

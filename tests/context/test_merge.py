@@ -46,6 +46,7 @@ async def test_one_history_the_newest_dialog_and_attributes_of_the_more_recent_c
     assert profile["cs:telegram:marketing"] == "in"
 
     conversation = await parts.redis.hgetall(keys.conversation("wa"))
+    assert float(conversation.pop("ms")) == await parts.redis.zscore(keys.by_mode("bot"), "wa")  # its mode entry
     assert conversation == {"mode": "bot", "at": "30.0", "last": "800-0", "st": '{"flow":"order_status"}',
                             "ch": "telegram", "uid": "100"}  # Telegram's flow, the survivor's replay marker
     assert await parts.redis.zscore(keys.by_mode("bot"), "wa") is not None
