@@ -28,6 +28,11 @@ OUTAGE_AT = 8
 OUTAGE_SECONDS = 3.0
 
 
+def start_hub(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 async def readiness(http: httpx.AsyncClient) -> int | None:
     try:
         return (await http.get("/readyz")).status_code
@@ -54,8 +59,7 @@ async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
     for name in list(env):
         if name.startswith(("TELEGRAM_", "TWILIO_", "VIBER_")):
             del env[name]
-    hub = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    hub = start_hub(env)
     accepted: dict[str, list[str]] = {u: [] for u in USERS}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
