@@ -13,6 +13,7 @@ It sits in a throughput benchmark, so a `sendMessage` is a form parse, a dict an
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -52,6 +53,7 @@ _WEBHOOK_CONFLICT = (
     "use deleteWebhook to delete the webhook first"
 )
 _USER_FIELDS = {"first_name", "last_name", "username", "language_code"}
+_INT64 = range(-(2**63), 2**63)  # Telegram's ids are signed 64-bit integers
 _FAULT_TEXT = {
     400: "Bad Request: chat not found",
     401: "Unauthorized",
@@ -95,7 +97,7 @@ class _Inbound(BaseModel):
     """What a customer does, as `/_/inbound` takes it: one of text, button, contact, place — or a
     whole recorded `update`, posted as is."""
 
-    user_id: int | None = None
+    user_id: int | None = Field(default=None, ge=_INT64.start, lt=_INT64.stop)
     text: str | None = None
     callback_data: str | None = None
     contact_phone: str | None = None
@@ -255,15 +257,17 @@ class TelegramEmulator(Emulator):
         headers = {"content-type": "application/json"}
         if self.webhook_secret:
             headers["x-telegram-bot-api-secret-token"] = self.webhook_secret
-        answer = await ask_hub(self.courier.post(self.webhook_url, orjson.dumps(update), headers))
+        answer = await ask_hub(self.courier.post(self.webhook_url, _json(update), headers))
         return relayed(answer, update_id=update_id)
 
     def _update_from(self, spec: _Inbound) -> Params:
         """A real `Update` for what the customer did: wrote, pressed a button, shared a contact or place."""
         if spec.update is not None:  # a recorded payload, replayed as is
             recorded = dict(spec.update)
-            self._last_update_id = max(self._last_update_id + 1, int(recorded.get("update_id", 0)))
-            recorded.setdefault("update_id", self._last_update_id)
+            given = recorded.setdefault("update_id", self._last_update_id + 1)
+            if not (isinstance(given, int) and given in _INT64):  # our answer quotes it: it must encode
+                raise ControlError("bad /_/inbound request: update.update_id must be a signed 64-bit integer")
+            self._last_update_id = max(self._last_update_id + 1, given)
             return recorded
         if spec.user_id is None:
             raise ControlError("bad /_/inbound request: user_id is required (or a whole update)")
@@ -365,7 +369,7 @@ def _chat_id(params: Params) -> int:
     raw = str(params.get("chat_id") or "")
     if not raw:
         raise ApiError(400, "Bad Request: chat_id is empty")
-    if not raw.lstrip("-").isdigit():
+    if not raw.lstrip("-").isdigit() or len(raw) > 20 or int(raw) not in _INT64:
         raise ApiError(400, "Bad Request: chat not found")
     return int(raw)
 
@@ -388,6 +392,19 @@ def _inline_buttons(markup: Any) -> list[dict[str, str]]:
     if not isinstance(markup, dict):
         return []
     buttons = []
+def _json(update: Params) -> bytes:
+    """The update as JSON. A replayed hostile update may hold integers beyond 64 bits, which orjson
+    refuses; the standard library writes them, so the hub gets to refuse them itself."""
+    try:
+        return orjson.dumps(update)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(update).encode()
+    except ValueError:  # an integer of more than 4300 digits (Python's int-to-str limit)
+        raise ControlError("bad /_/inbound request: the update holds an integer too long to write") from None
+
+
     for row in markup.get("inline_keyboard", []):
         for button in row:
             data = button.get("callback_data")
