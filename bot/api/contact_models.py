@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from bot.context.history import HistoryEntry
 from bot.context.profiles import preferred_channel
 from bot.context.store import Snapshot
 from bot.models import Channel
@@ -139,11 +140,11 @@ def contact_out(s: Snapshot) -> ContactOut:
     )
 
 
-def history_item(entry: dict[str, Any]) -> HistoryItem:
+def history_item(entry: HistoryEntry) -> HistoryItem:
     return HistoryItem(
-        id=entry["id"], channel=entry["ch"], direction=entry["d"], author=entry.get("by", "customer"),
-        text=entry.get("tx"), at=_at(entry["at"]), status=entry.get("st"),
-        provider_id=entry.get("pid") or None, buttons=entry.get("btn", []), payload=entry.get("pl"),
-        error=entry.get("err"), sms_segments=entry.get("seg"), sms_encoding=entry.get("enc"),
-        cost=entry.get("cost"), template=entry.get("tpl"), campaign_id=entry.get("cmp"),
+        id=entry.id, channel=entry.channel, direction=entry.direction, author=entry.author, text=entry.text,
+        at=_at(entry.at), status=entry.status, provider_id=entry.provider_id or None,
+        buttons=[b.model_dump() for b in entry.buttons], payload=entry.payload, error=entry.error,
+        sms_segments=entry.sms_segments, sms_encoding=entry.sms_encoding, cost=entry.cost,
+        template=entry.template, campaign_id=entry.campaign_id,
     )

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from bot.context.history import HistoryEntry
+
 TOMBSTONE = ("merged_into", "merged_at", "undo")
 MERGING = "merging_into"  # the mark of a merge under way (bot.context.journal), never carried over
 MODE_SINCE = "ms"  # bot.context.indexes: the survivor's mode entry is re-entered with a fresh score

@@ -14,9 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
+from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.models import Button, Channel, Frozen, OutboundMessage, Purpose, Reply
-from bot.pipeline.turns import TurnOutcome, history_entry
+from bot.pipeline.turns import TurnOutcome
 
 Mode = Literal["bot", "queued", "assigned", "resolved"]
 
@@ -67,7 +68,7 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str) -> TurnOutcome:
         reply=Reply(text=command.text, buttons=command.buttons), purpose=command.purpose,
         campaign_id=command.campaign_id, author=command.author,
     )
-    changes.history.append(history_entry(message, time.time(), entry_id))
+    changes.history.append(HistoryEntry.outbound(message, time.time(), entry_id))
     return TurnOutcome(changes, [message])
 
 

@@ -35,10 +35,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.context import consent, keys
+from bot.context.history import Delivery, HistoryEntry
 from bot.context.store import Changes, ContextStore
 from bot.models import Channel, OutboundMessage, Reply, Template
 from bot.pipeline.streams import Entry, consume
-from bot.pipeline.turns import history_entry
 from bot.rendering import RenderedPart, render
 from connectors.base import Connector, SendError
 
@@ -90,7 +90,7 @@ class Sender:
         """Write the outcome on the message's history entry; a message queued without one (a campaign
         or API send) gets its entry now, so that every send, and every refusal, is in the history."""
         if not await self.store.update_history(message.contact_id, ("id", message.id), outcome):
-            entry = {**history_entry(message, time.time()), **outcome}
+            entry = HistoryEntry.outbound(message, time.time()).delivered(Delivery.model_validate(outcome))
             await self.store.commit(message.contact_id, Changes(history=[entry]))
 
     async def deliver(self, message: OutboundMessage) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
+from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.dialogue.backend import DialogueBackend, DialogueRequest
 from bot.dialogue.language import reply_language
@@ -28,19 +28,6 @@ SUPPORTED_LANGUAGES = ("en", "ru")
 class TurnOutcome:
     changes: Changes
     outbound: list[OutboundMessage] = field(default_factory=list)
-
-
-def history_entry(message: OutboundMessage, at: float, source: str | None = None) -> dict[str, Any]:
-    """An outbound message's history entry; `source` is the inbound entry it answers, if any."""
-    entry: dict[str, Any] = {
-        "id": message.id, "ch": message.channel, "d": "out", "at": at, "by": message.author,
-        "st": "queued", "tx": message.reply.text,
-    }
-    optional = {"src": source, "cmp": message.campaign_id, "kw": message.keyword_reply or None}
-    entry.update({name: value for name, value in optional.items() if value is not None})
-    if message.reply.buttons:
-        entry["btn"] = [b.model_dump() for b in message.reply.buttons]
-    return entry
 
 
 class TurnHandler:
@@ -64,7 +51,7 @@ class TurnHandler:
         if event.kind is not EventKind.message:
             return TurnOutcome(changes)
         changes.conversation.update(ch=event.channel, uid=event.user_id)
-        changes.history.append(self._inbound_entry(event, entry_id, now))
+        changes.history.append(HistoryEntry.inbound(event, entry_id, now))
         if not snapshot.conversation:
             changes.conversation.update(id=entry_id, mode="bot")
             changes.mode = ("", "bot")
@@ -92,21 +79,6 @@ class TurnHandler:
             changes.profile["name"] = event.user_name
         if event.channel in ("whatsapp", "sms") and not profile.get("phone"):
             changes.profile["phone"] = event.user_id
-
-    @staticmethod
-    def _inbound_entry(event: InboundEvent, entry_id: str, now: float) -> dict[str, Any]:
-        entry: dict[str, Any] = {"id": entry_id, "ch": event.channel, "d": "in", "at": now, "by": "customer"}
-        if event.text is not None:
-            entry["tx"] = event.text
-        if event.payload is not None:
-            entry["pl"] = event.payload
-        if event.attachments:
-            entry["att"] = [a.model_dump(exclude_none=True) for a in event.attachments]
-        if event.location:
-            entry["loc"] = event.location.model_dump()
-        if event.contact_phone:
-            entry["phone"] = event.contact_phone
-        return entry
 
     async def _answer(
         self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float
@@ -157,7 +129,7 @@ class TurnHandler:
             )
             for n, reply in enumerate(replies)
         ]
-        changes.history.extend(history_entry(m, now, entry_id) for m in outbound)
+        changes.history.extend(HistoryEntry.outbound(m, now, entry_id) for m in outbound)
         return outbound
 
     def _offer_options(self, channel: Channel, replies: list[Reply], changes: Changes) -> None:

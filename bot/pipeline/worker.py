@@ -29,9 +29,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.context import keys
+from bot.context.history import Delivery
 from bot.context.linking import Linker
 from bot.context.store import ContextStore
-from bot.models import Button, EventKind, InboundEvent, OutboundMessage, Reply
+from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
 from bot.pipeline.commands import COMMAND, CommandRefused, apply
 from bot.pipeline.streams import Entry, consume, stream_id
@@ -131,10 +132,8 @@ class Worker:
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
             return []
         if event.kind is EventKind.status and event.status_of:
-            changes: dict[str, str] = {"st": str(event.status)}
-            if event.error:
-                changes["err"] = event.error
-            await self.store.update_history(cid, ("pid", event.status_of), changes)
+            delivery = Delivery(status=str(event.status), error=event.error)
+            await self.store.update_history(cid, ("pid", event.status_of), delivery.stored())
             return []
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
@@ -158,11 +157,10 @@ class Worker:
         log.info("entry %s was saved before a crash; re-queueing its replies", entry_id)
         return [
             OutboundMessage(
-                id=item["id"], contact_id=cid, channel=item["ch"], user_id=user_id,
-                reply=Reply(text=item.get("tx"), buttons=tuple(Button(**b) for b in item.get("btn", ()))),
-                author=item.get("by", "bot"), keyword_reply=item.get("kw", False),
-                purpose=item.get("pur", "service"), campaign_id=item.get("cmp"),
+                id=item.id, contact_id=cid, channel=item.channel, user_id=user_id,
+                reply=Reply(text=item.text, buttons=item.buttons), author=item.author,
+                keyword_reply=item.keyword_reply, purpose=item.purpose or "service", campaign_id=item.campaign_id,
             )
             for item in await self.store.recent_history(cid, 50)
-            if item.get("src") == entry_id and item.get("d") == "out"
+            if item.answers == entry_id and item.direction == "out"
         ]

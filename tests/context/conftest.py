@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
+from bot.context.history import HistoryEntry
 from bot.context.identity import Identities
 from bot.context.merge import Merger
 from bot.context.privacy import Privacy
@@ -33,10 +33,8 @@ class Parts:
         history: tuple[tuple[str, float, str], ...] = (),
     ) -> None:
         """A contact with an index key per identity and phone, and history entries (channel, at, text)."""
-        entries: list[dict[str, Any]] = [
-            {"id": f"{cid}-{n}", "ch": ch, "d": "in", "at": at, "by": "customer", "tx": tx}
-            for n, (ch, at, tx) in enumerate(history)
-        ]
+        entries = [HistoryEntry(id=f"{cid}-{n}", channel=ch, direction="in", at=at, author="customer", text=tx)
+                   for n, (ch, at, tx) in enumerate(history)]
         await self.store.commit(cid, Changes(profile=profile, conversation=conversation or {}, history=entries))
         for key in self.identities.index_keys(profile):
             await self.redis.set(key, cid)

@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
+from bot.context.history import HistoryEntry
 from bot.context.merge import MergeError, SameContact, UnknownContact
 from bot.context.store import Changes
 from tests.context.conftest import Parts
@@ -54,7 +55,7 @@ async def test_one_history_the_newest_dialog_and_attributes_of_the_more_recent_c
     assert await parts.redis.zscore(keys.by_mode("bot"), "tg") is None
 
     _, history = await parts.store.history("wa", 0, 100)
-    assert [e["tx"] for e in history] == ["w1", "t1", "w2", "t2"]
+    assert [e.text for e in history] == ["w1", "t1", "w2", "t2"]
 
     for key in ("omni:id:telegram:100", "omni:id:phone:+79991234567"):
         assert await parts.redis.get(key) == "wa"
@@ -87,7 +88,8 @@ async def test_a_turn_that_lands_on_the_tombstone_is_folded_into_the_survivor(pa
     await two_contacts(parts)
     await parts.merger.merge("wa", "tg", "test")
     late = Changes(profile={"seen:telegram": "40", "a:color": "red"}, conversation={"at": "40.0", "last": "901-0"},
-                   history=[{"id": "late", "ch": "telegram", "d": "in", "at": 40.0, "tx": "late"}])
+                   history=[HistoryEntry(id="late", channel="telegram", direction="in", at=40.0, author="customer",
+                                        text="late")])
     existed, merged_into = await parts.store.commit("tg", late)
     assert (existed, merged_into) == (True, "wa")
 
@@ -97,7 +99,7 @@ async def test_a_turn_that_lands_on_the_tombstone_is_folded_into_the_survivor(pa
     assert (await parts.redis.hget(keys.conversation("wa"), "at"), await parts.redis.hget(
         keys.conversation("wa"), "last")) == ("40.0", "800-0")
     _, history = await parts.store.history("wa", 0, 100)
-    assert history[-1]["tx"] == "late"
+    assert history[-1].text == "late"
     assert set(await parts.redis.hgetall(keys.contact("tg"))) == {"merged_into", "merged_at", "undo"}
     assert not await parts.redis.exists(keys.history("tg"), keys.conversation("tg"))
 

@@ -60,7 +60,7 @@ async def test_a_bot_turn_answers_and_records_both_sides(shop: Engine) -> None:
     changes = outcome.changes
     assert (changes.conversation["mode"], changes.mode) == ("bot", ("", "bot"))
     assert (changes.profile["lang"], changes.profile["name"]) == ("en", "Anna")
-    assert [(e["d"], e["id"]) for e in changes.history] == [("in", "1-0"), ("out", "1-0-0")]
+    assert [(e.direction, e.id) for e in changes.history] == [("in", "1-0"), ("out", "1-0-0")]
     assert "st" in changes.drop_conversation_fields  # the greeting leaves nothing waiting
 
 
@@ -78,7 +78,7 @@ async def test_a_conversation_a_human_has_never_reaches_the_backend(mode: str) -
     backend = RecordingBackend()
     outcome = await TurnHandler(backend, CAPABILITIES, "en").handle(snapshot(mode=mode), message("hello"), "1-0")
     assert backend.requests == [] and outcome.outbound == []
-    assert [e["tx"] for e in outcome.changes.history] == ["hello"]  # the console shows it
+    assert [e.text for e in outcome.changes.history] == ["hello"]  # the console shows it
 
 
 async def test_stop_is_answered_while_a_human_has_the_conversation() -> None:
