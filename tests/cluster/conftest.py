@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from tests.cluster.server import LocalCluster
+from tests.context.conftest import parts  # noqa: F401 — the context services, here on the cluster
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,19 @@ from bot.redis_server import RedisUnavailable, find_redis_server, free_port
 MASTERS = 3
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a port too."""
+    while (port := free_port()) > 55_535:
+        pass
+    return port
+
+
 class LocalCluster:
     """`start()` → the URL of one node (any node will do: the client discovers the rest); `stop()`."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.ports = [free_port() for _ in range(MASTERS)]
+        self.ports = [cluster_port() for _ in range(MASTERS)]
         self._processes: list[subprocess.Popen[bytes]] = []
 
     @property
