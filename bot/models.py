@@ -121,6 +121,11 @@ class OutboundMessage(Frozen):
         "out whatever the consent ledger says",
     )
 
+    @property
+    def bulk(self) -> bool:
+        """Campaign traffic rides the partition's bulk lane, behind live replies (bot.pipeline.dispatch)."""
+        return self.campaign_id is not None or self.author == "campaign"
+
 
 class Capabilities(Frozen):
     """What a channel can show; the shared renderer reads this, connectors only declare it."""

@@ -53,6 +53,35 @@ class ViberSettings(Section):
     api_base: str = "https://chatapi.viber.com/pa"
 
 
+class Rate(Section):
+    """A token bucket: `per_second` sustained, up to `burst` at once after a quiet spell."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimits(Section):
+    """Provider send limits, held in Redis and shared by every worker (bot.pipeline.ratelimit).
+
+    They apply to channels with real credentials; a channel on the built-in emulator is not paced
+    unless `sandbox` is on, so the sandbox and the benchmark run at full speed. A channel missing
+    from `per_sender` / `per_chat` has no such limit.
+    """
+
+    sandbox: bool = False
+    # per bot token / sender number; Telegram ~30 msg/s per bot, WhatsApp 80 MPS, SMS the number's
+    # MPS (a US long code 1, toll-free 3, short code 100: Twilio queues what goes over)
+    per_sender: dict[str, Rate] = Field(default_factory=lambda: {
+        "telegram": Rate(per_second=30, burst=30),
+        "whatsapp": Rate(per_second=80, burst=80),
+        "sms": Rate(per_second=1, burst=10),
+    })
+    # per chat where the provider has such a limit: Telegram about 1 msg/s, with short bursts allowed
+    per_chat: dict[str, Rate] = Field(default_factory=lambda: {"telegram": Rate(per_second=1, burst=5)})
+    # the share of each bucket bulk (campaign) sends leave untouched for live replies
+    bulk_reserve: float = Field(0.25, ge=0, lt=1)
+
+
 class PipelineSettings(Section):
     partitions: int = Field(16, ge=1, le=1024)
     lease_seconds: float = Field(5.0, gt=0.5)
@@ -61,6 +90,7 @@ class PipelineSettings(Section):
     dedupe_ttl_seconds: int = Field(86_400, ge=60)
     send_attempts: int = Field(5, ge=1, le=20)
     send_concurrency: int = Field(64, ge=1, le=1000)
+    rate_limits: RateLimits = RateLimits()
 
 
 class ConsentTexts(Section):

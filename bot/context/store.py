@@ -174,13 +174,17 @@ class ContextStore:
     ) -> bool:
         """Set fields on the newest history entry whose `match[0]` equals `match[1]`.
 
-        With a pipeline as `client` the call is only queued (and the answer comes with its results).
+        With a pipeline as `client` the call is only queued (and the answer comes with its results),
+        by SHA: redis-py would otherwise send SCRIPT EXISTS before the pipeline, a round trip of its
+        own. Redis forgets scripts only when it restarts; then that result is a `NoScriptError`, and
+        a call without a pipeline loads the script again.
         """
-        found = await self._update_history(
-            keys=[keys.history(cid)], args=[match[0], match[1], depth, orjson.dumps(changes), _RANKS],
-            client=client,
-        )
-        return bool(found)
+        args: list[str | int | bytes] = [match[0], match[1], depth, orjson.dumps(changes), _RANKS]
+        if client is not None:
+            # a raw EVALSHA: redis-py's cluster pipeline blocks its `evalsha` method but routes this by its keys
+            client.execute_command("EVALSHA", self._update_history.sha, 1, keys.history(cid), *args)
+            return True
+        return bool(await self._update_history(keys=[keys.history(cid)], args=args))
 
     async def history(self, cid: str, start: int = 0, limit: int = 50) -> tuple[int, list[HistoryEntry]]:
         """Entries oldest first, `start` counting from the oldest kept; returns (total, page)."""

@@ -1,11 +1,16 @@
-"""The sender side of a partition: render each outbound message for its channel and hand it to the connector.
+"""The sender: decide whether an outbound message may go out, render it for its channel, hand it to
+the connector, record the outcome. `bot.pipeline.dispatch` feeds it one contact's messages in order.
 
-Messages of one contact go out strictly in order; different contacts concurrently (bounded). A
-retryable refusal (429, 5xx, network) is retried with exponential backoff, honouring the provider's
-`retry_after`; a permanent one fails the message with the provider's reason. The outcome (provider
-id, status, SMS segments, encoding and cost) is written onto the message's history entry as soon as
-the message is sent — a status callback may follow within a fraction of a second and must find the
-provider id there — and the stream entries are acknowledged after the batch.
+A retryable refusal (429, 5xx, network) is retried with exponential backoff, honouring the provider's
+`retry_after`, and only that contact waits; a permanent one fails the message with the provider's
+reason. When the provider says the whole sender is throttled (Twilio, Viber: their 429 is never about
+one recipient) the sender's rate bucket is paused, so every worker holds back, not only this one.
+Sends are paced by the rate limits in Redis (`bot.pipeline.ratelimit`).
+
+The outcome (status, provider id, SMS segments, encoding, cost, template, error) goes onto the
+message's history entry and the stream entry is acknowledged in the same round trip, as soon as the
+message is sent — a status callback may follow within a fraction of a second and must find the
+provider id there.
 
 This is the one place that decides whether a message may go out at all, so no path (bot, agent,
 campaign, API) can skip the checks:
@@ -19,7 +24,9 @@ campaign, API) can skip the checks:
 
 At-least-once towards the provider: a process killed while a send is in flight leaves that entry
 pending, and the next owner sends it again. No provider API takes an idempotency key, so this window
-cannot be closed; it is as small as one HTTP round trip, and `XPENDING` on the stream shows it.
+cannot be closed; it is one message per contact, as small as one HTTP round trip, and `XPENDING` on
+the stream shows it. A message queued without a history entry (not a bot reply) gets its entry right
+after the acknowledgement.
 """
 
 from __future__ import annotations
@@ -28,17 +35,19 @@ import asyncio
 import logging
 import random
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
 
 from bot.context import consent, keys
 from bot.context.history import Delivery, HistoryEntry
 from bot.context.store import Changes, ContextStore
 from bot.models import Channel, OutboundMessage, Reply, Template
-from bot.pipeline.streams import Entry, consume
+from bot.pipeline.dispatch import Dispatch, Held
+from bot.pipeline.ratelimit import RateLimiter
+from bot.pipeline.streams import Backoff, pause
 from bot.rendering import RenderedPart, render
 from connectors.base import Connector, SendError
 
@@ -46,6 +55,13 @@ log = logging.getLogger(__name__)
 WHATSAPP_WINDOW_SECONDS = 24 * 3600
 SEEN_WHATSAPP = "seen:whatsapp"  # profile field: epoch of the contact's last WhatsApp message (set by the turn)
 TEMPLATE_PREVIEW = 100  # characters of the text passed to the fallback template
+# Channels whose "too many requests" is about the sender (account, number, bot), never one recipient.
+# Telegram's 429 is per chat: a bot over its global limit is kept below it by its rate bucket.
+SENDER_THROTTLES: frozenset[Channel] = frozenset({"sms", "whatsapp", "viber"})
+
+
+class Halted(Exception):
+    """The partition was handed over while a message waited: it stays pending for the next owner."""
 
 
 class Sender:
@@ -57,43 +73,81 @@ class Sender:
         batch: int,
         attempts: int,
         concurrency: int,
+        limiter: RateLimiter,
         whatsapp_template: str | None = None,
         prices: Mapping[str, float] | None = None,
     ) -> None:
-        """`prices` (`sms_cost`) per channel: per SMS segment, per message part elsewhere."""
+        """`prices` (`sms_cost`) per channel: per SMS segment, per message part elsewhere;
+        `concurrency`: contacts sending at once per partition (bulk gets a share of its own)."""
         self.redis = redis
         self.store = store
         self.connectors = connectors
         self.batch = batch
         self.attempts = attempts
+        self.concurrency = concurrency
+        self.limiter = limiter
         self.whatsapp_template = whatsapp_template
         self.prices = dict(prices or {})
-        self._slots = asyncio.Semaphore(concurrency)
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
-        await consume(self.redis, keys.outbound(p), f"p{p}", self.batch, halt, lambda e: self._batch(p, e))
+        await Dispatch(self.redis, p, self, self.batch, self.concurrency, halt).run()
 
-    async def _batch(self, p: int, entries: list[Entry]) -> None:
-        by_contact: dict[str, list[OutboundMessage]] = defaultdict(list)
-        for _, fields in entries:
-            message = OutboundMessage.model_validate_json(fields["m"])
-            by_contact[message.contact_id].append(message)
-        await asyncio.gather(*(self._contact(messages) for messages in by_contact.values()))
-        await self.redis.xack(keys.outbound(p), keys.GROUP, *(entry_id for entry_id, _ in entries))
+    async def send(self, held: Held, slots: asyncio.Semaphore, halt: asyncio.Event, bulk: bool = False) -> bool:
+        """Deliver one entry and record its outcome, which acknowledges it. False if the partition was
+        handed over first: the entry stays pending and its next owner sends it."""
+        backoff = Backoff()
+        while True:
+            try:
+                outcome = await self.deliver(held.message, slots, halt, bulk)
+                break
+            except Halted:
+                return False
+            except RedisError as exc:  # the checks could not read the profile: nothing went out yet
+                log.warning("send %s waits for Redis (%s)", held.message.id, exc)
+            except Exception:  # a bug must not stall the contact's queue for good
+                log.exception("send %s failed unexpectedly", held.message.id)
+                outcome = {"st": "failed", "err": "not sent: internal error"}
+                break
+            await pause(halt, backoff.next_delay())
+            if halt.is_set():
+                return False
+        return await self._record(held, outcome, halt)
 
-    async def _contact(self, messages: list[OutboundMessage]) -> None:
-        async with self._slots:
-            for message in messages:
-                await self._record(message, await self.deliver(message))
+    async def _record(self, held: Held, outcome: dict[str, Any], halt: asyncio.Event) -> bool:
+        """Write the outcome and acknowledge, until Redis takes it (a sent message must not be sent
+        again because Redis blinked); a message queued without a history entry (a campaign or API
+        send) gets its entry now, so that every send, and every refusal, is in the history."""
+        backoff = Backoff()
+        while True:
+            try:
+                if not await self._update_and_ack(held, outcome):
+                    entry = HistoryEntry.outbound(held.message, time.time()).delivered(Delivery.model_validate(outcome))
+                    await self.store.commit(held.message.contact_id, Changes(history=[entry]))
+                return True
+            except RedisError as exc:
+                if halt.is_set():
+                    return False
+                log.warning("outcome of %s waits for Redis (%s)", held.message.id, exc)
+                await pause(halt, backoff.next_delay())
 
-    async def _record(self, message: OutboundMessage, outcome: dict[str, Any]) -> None:
-        """Write the outcome on the message's history entry; a message queued without one (a campaign
-        or API send) gets its entry now, so that every send, and every refusal, is in the history."""
-        if not await self.store.update_history(message.contact_id, ("id", message.id), outcome):
-            entry = HistoryEntry.outbound(message, time.time()).delivered(Delivery.model_validate(outcome))
-            await self.store.commit(message.contact_id, Changes(history=[entry]))
+    async def _update_and_ack(self, held: Held, outcome: dict[str, Any]) -> bool:
+        """One round trip: the outcome onto the history entry, then XACK; False if there is no entry."""
+        message, match = held.message, ("id", held.message.id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self.store.update_history(message.contact_id, match, outcome, client=pipe)
+            pipe.xack(held.stream, keys.GROUP, held.entry_id)
+            found, acked = await pipe.execute(raise_on_error=False)
+        if isinstance(found, NoScriptError):  # Redis restarted and forgot the script: load it again
+            found = await self.store.update_history(message.contact_id, match, outcome)
+        for result in (found, acked):
+            # NOGROUP: Redis lost the group, and the entry with it; nothing is left to acknowledge
+            if isinstance(result, Exception) and "NOGROUP" not in str(result):
+                raise result
+        return bool(found)
 
-    async def deliver(self, message: OutboundMessage) -> dict[str, Any]:
+    async def deliver(
+        self, message: OutboundMessage, slots: asyncio.Semaphore, halt: asyncio.Event, bulk: bool = False
+    ) -> dict[str, Any]:
         """Check the message may go out, send every rendered part; return what to record on its entry."""
         connector = self.connectors.get(message.channel)
         if connector is None:
@@ -109,7 +163,8 @@ class Sender:
                         "twilio.whatsapp_fallback_template is configured"}
             reply = Reply(template=Template(name=self.whatsapp_template, variables=_preview(reply)))
             noted = {"tpl": self.whatsapp_template}
-        return {**noted, **await self._send(message, connector, render(reply, connector.capabilities))}
+        parts = render(reply, connector.capabilities)
+        return {**noted, **await self._send(message, connector, parts, slots, halt, bulk)}
 
     async def _profile(self, message: OutboundMessage) -> dict[str, str]:
         """The profile fields the checks read, and only those."""
@@ -117,11 +172,14 @@ class Sender:
         values = await self.redis.hmget(keys.contact(message.contact_id), names)
         return {name: str(value) for name, value in zip(names, values, strict=True) if value is not None}
 
-    async def _send(self, message: OutboundMessage, connector: Connector, parts: list[RenderedPart]) -> dict[str, Any]:
+    async def _send(
+        self, message: OutboundMessage, connector: Connector, parts: list[RenderedPart],
+        slots: asyncio.Semaphore, halt: asyncio.Event, bulk: bool,
+    ) -> dict[str, Any]:
         provider_ids: list[str] = []
         for part in parts:
             try:
-                provider_id = await self._send_with_retry(connector, message.user_id, part)
+                provider_id = await self._send_part(message, connector, part, slots, halt, bulk)
             except SendError as exc:
                 log.warning("send %s on %s failed: %s", message.id, message.channel, exc)
                 return {"st": "failed", "err": str(exc)}
@@ -137,17 +195,30 @@ class Sender:
             outcome["cost"] = round(units * self.prices[message.channel], 6)
         return outcome
 
-    async def _send_with_retry(self, connector: Connector, user_id: str, part: Any) -> str | None:
+    async def _send_part(
+        self, message: OutboundMessage, connector: Connector, part: RenderedPart,
+        slots: asyncio.Semaphore, halt: asyncio.Event, bulk: bool,
+    ) -> str | None:
+        """One part, paced and retried; a slot is held only while the provider is being asked, so a
+        contact waiting out a refusal leaves room for the others."""
         attempt = 1
         while True:
-            try:
-                return await connector.send(user_id, part)
-            except SendError as exc:
-                if exc.permanent or attempt >= self.attempts:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else min(0.2 * 2**attempt, 10.0)
-                await asyncio.sleep(delay + random.uniform(0, 0.05))
-                attempt += 1
+            if not await self.limiter.wait(message.channel, message.user_id, halt, bulk):
+                raise Halted
+            async with slots:
+                try:
+                    return await connector.send(message.user_id, part)
+                except SendError as exc:
+                    refusal = exc
+            if refusal.permanent or attempt >= self.attempts:
+                raise refusal
+            delay = refusal.retry_after if refusal.retry_after is not None else min(0.2 * 2**attempt, 10.0)
+            if refusal.retry_after is not None and message.channel in SENDER_THROTTLES:
+                await self.limiter.pause_sender(message.channel, delay)
+            await pause(halt, delay + random.uniform(0, 0.05))
+            if halt.is_set():
+                raise Halted
+            attempt += 1
 
 
 def _in_window(seen: str | None) -> bool:

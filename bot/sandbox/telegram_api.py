@@ -86,6 +86,7 @@ class ApiError(Exception):
 
 class _MethodFault(Fault):
     method: str | None = None
+    chat_id: int | None = None  # only sends to this chat fail, as Telegram's per-chat flood limit does
 
 
 class _Point(BaseModel):
@@ -127,6 +128,7 @@ class TelegramEmulator(Emulator):
         self.me: Params = {"id": bot_id, "is_bot": True, "first_name": "Omnihub", "username": bot_username}
         self.answered_callbacks: deque[str] = deque(maxlen=1000)  # the latest, for tests to look at
         self.method_faults: dict[str, Faults] = defaultdict(Faults)  # by lower-case method name
+        self.chat_faults: dict[int, Faults] = defaultdict(Faults)  # sends to one chat
         self._pending: list[Params] = []
         self._update_queued = asyncio.Condition()
         # from the clock, so that after a restart against the same Redis new updates are not taken
@@ -157,14 +159,26 @@ class TelegramEmulator(Emulator):
         if method is None:
             return ApiError(404, "Not Found: method not found").response()
         try:
-            fault = self.method_faults[name].take() if name in self.method_faults else None
-            if fault is None and name in _SENDS:
-                fault = self.faults.take()
+            params = await _params(request)
+            fault = self._fault(name, params)
             if fault is not None:
                 raise ApiError.of(fault)
-            return json_response({"ok": True, "result": await method(await _params(request), request)})
+            return json_response({"ok": True, "result": await method(params, request)})
         except ApiError as error:
             return error.response()
+
+    def _fault(self, name: str, params: Params) -> Fault | None:
+        """The fault for this call, if one is pending: the chat's own, then the method's, then the next sends'."""
+        fault = None
+        if self.chat_faults and name in _SENDS:
+            chat = str(params.get("chat_id") or "")
+            faults = self.chat_faults.get(int(chat)) if chat.lstrip("-").isdigit() else None
+            fault = faults.take() if faults else None
+        if fault is None and name in self.method_faults:
+            fault = self.method_faults[name].take()
+        if fault is None and name in _SENDS:
+            fault = self.faults.take()
+        return fault
 
     async def _get_me(self, params: Params, request: Request) -> Params:
         return self.me
@@ -312,9 +326,13 @@ class TelegramEmulator(Emulator):
 
     async def set_fault(self, request: Request) -> Response:
         """`{"method": "sendMessage", "status": 429, "retry_after": 1, "times": 2}`; with no method
-        the fault applies to the next sends (sendMessage, sendPhoto, sendDocument)."""
+        the fault applies to the next sends (sendMessage, sendPhoto, sendDocument); with a `chat_id`,
+        to the next sends to that chat only."""
         fault = await read_model(request, _MethodFault)
-        (self.method_faults[fault.method.lower()] if fault.method else self.faults).add(fault)
+        if fault.chat_id is not None:
+            self.chat_faults[fault.chat_id].add(fault)
+        else:
+            (self.method_faults[fault.method.lower()] if fault.method else self.faults).add(fault)
         return json_response({"ok": True})
 
     async def read_webhook(self, request: Request) -> Response:
