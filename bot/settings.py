@@ -89,6 +89,7 @@ class PipelineSettings(Section):
     stream_maxlen: int = Field(100_000, ge=1000)
     dedupe_ttl_seconds: int = Field(86_400, ge=60)
     send_attempts: int = Field(5, ge=1, le=20)
+    entry_attempts: int = Field(3, ge=1, le=100)  # tries of a failing inbound entry before it is dead-lettered
     send_concurrency: int = Field(64, ge=1, le=1000)
     rate_limits: RateLimits = RateLimits()
 
