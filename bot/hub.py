@@ -47,6 +47,7 @@ from connectors.viber import ViberConnector
 
 log = logging.getLogger(__name__)
 REGISTER_RETRY_CEILING = 60.0  # seconds between webhook registration attempts, at most
+SWEEP_EVERY_SECONDS = 30.0  # how often a worker looks for merges cut short by a crash
 
 
 
@@ -210,7 +211,22 @@ class Hub:
                 group.create_task(sender.run(p, halt))
 
         leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
-        await leases.run(self._stop)
+        await asyncio.gather(leases.run(self._stop), self._sweep_merges())
+
+    async def _sweep_merges(self) -> None:
+        """Finish merges whose merger died between two of their steps (bot.context.merge, journals).
+        Every worker sweeps; replaying a journal twice at once is safe."""
+        backoff = Backoff(first=1.0, ceiling=SWEEP_EVERY_SECONDS)
+        while not self._stop.is_set():
+            wait = SWEEP_EVERY_SECONDS
+            try:
+                await self.merger.sweep()
+                backoff.reset()
+            except RedisError as exc:
+                wait = backoff.next_delay()
+                log.warning("merge sweep failed (%s); again in %.0f s", exc, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
 
     async def readiness(self) -> tuple[bool, dict[str, object]]:
         """Whether this hub can take and answer traffic, and why not: Redis must answer and every
