@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from bot.api import contact_commands, contacts, conversations, dead_letters, merges, webhooks
+from bot.api.guard import ApiGate, JsonErrors
 from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
@@ -48,11 +49,19 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(dead_letters.router)
     app.include_router(sandbox_page.router)
 
+    app.add_middleware(ApiGate)
+    app.add_middleware(JsonErrors)  # added last: the outermost of ours
+
     @app.exception_handler(RequestValidationError)
-    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"])
-        return JSONResponse({"detail": f"{where}: {first['msg']}", "errors": exc.errors()}, status_code=422)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only the parts that are always JSON: an error's `input` may be the raw body (bytes) and its
+        # `ctx` an exception object, and failing to encode them turned a 422 into a 500.
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        if first["loc"] == ["body"] and "json" not in request.headers.get("content-type", ""):
+            detail += " (send the body as JSON, with Content-Type: application/json)"
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -12,6 +12,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from bot.hub import Hub
 
 API_KEYS = "omni:apikeys"  # hash: sha256(key) -> key name
+CALLER = "api_key"  # where `bot.api.guard` leaves the caller's key name in the request state
+
+
+class Unauthorized(Exception):
+    """No valid API key; the message says which way it is wrong."""
 
 
 async def get_hub(request: Request) -> Hub:  # async: a sync dependency would hop to a thread
@@ -20,25 +25,42 @@ async def get_hub(request: Request) -> Hub:  # async: a sync dependency would ho
 
 
 HubDep = Annotated[Hub, Depends(get_hub)]
-_bearer = HTTPBearer(auto_error=False)
+_bearer = HTTPBearer(auto_error=False)  # declares the scheme in the OpenAPI schema
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, read as FastAPI's `HTTPBearer` reads it."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def key_name(hub: Hub, token: str | None) -> str:
+    """The name of the caller's key. With no admin token configured the API is open: the CLI serves it
+    on loopback only in that case."""
+    admin = hub.settings.admin_token
+    if token is None:
+        if admin is None:
+            return "anonymous"
+        raise Unauthorized("missing bearer API key")
+    if admin is not None and secrets.compare_digest(token.encode(), admin.get_secret_value().encode()):
+        return "admin"
+    name = await hub.redis.hget(API_KEYS, hashlib.sha256(token.encode()).hexdigest())
+    if name is None:
+        raise Unauthorized("unknown API key")
+    return str(name)
 
 
 async def require_api_key(
-    hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
-    """The name of the caller's key. With no admin token configured the API is open on loopback only."""
-    admin = hub.settings.admin_token
-    if credentials is None:
-        if admin is None:
-            return "anonymous"
-        raise HTTPException(401, "missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
-    given = credentials.credentials
-    if admin is not None and secrets.compare_digest(given.encode(), admin.get_secret_value().encode()):
-        return "admin"
-    name = await hub.redis.hget(API_KEYS, hashlib.sha256(given.encode()).hexdigest())
-    if name is None:
-        raise HTTPException(401, "unknown API key", headers={"WWW-Authenticate": "Bearer"})
-    return str(name)
+    """The caller's key name: under `/api/` the guard checked it before the body was read."""
+    checked: str | None = request.scope.get("state", {}).get(CALLER)
+    if checked is not None:
+        return checked
+    try:
+        return await key_name(hub, credentials.credentials if credentials else None)
+    except Unauthorized as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
 ApiKey = Annotated[str, Depends(require_api_key)]
