@@ -17,9 +17,11 @@ import typer
 import uvicorn
 from redis.asyncio import Redis
 
+from bot.api.http_server import server_config
 from bot.dead_letter_cli import dead
 from bot.dialogue import DialogError, Engine
 from bot.models import Channel
+from bot.redaction import RedactingFilter, configured_secrets
 from bot.redis_server import EmbeddedRedis, RedisUnavailable, connect
 from bot.rendering import sms_info
 from bot.sandbox.client import SandboxClient, default_user
@@ -31,10 +33,14 @@ app.add_typer(dead, name="dead")
 log = logging.getLogger("omnihub")
 
 
-def setup_logging() -> None:
+def setup_logging(settings: Settings | None = None) -> None:
+    """Log to stderr with every configured secret (and any Bot API token in a URL) redacted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("twilio", "httpx", "aiohttp.access"):  # a line per HTTP request is not worth its cost
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    redacting = RedactingFilter(configured_secrets(settings) if settings else ())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redacting)
 
 
 def fail(message: str) -> typer.Exit:
@@ -90,32 +96,35 @@ def serve(settings: Settings, run_workers: bool) -> None:
     from bot.api.app import create_app
 
     banner(settings, run_workers)
-    config = uvicorn.Config(create_app(settings, run_workers=run_workers), host=settings.host,
-                            port=settings.port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=3)  # an open sandbox tab long-polls
+    # log_config=None: uvicorn's records go to the root handler, through the redacting filter
+    config = server_config(create_app(settings, run_workers=run_workers), settings.host, settings.port,
+                           log_level="warning", log_config=None, access_log=False,
+                           timeout_graceful_shutdown=3)  # an open sandbox tab long-polls
     uvicorn.Server(config).run()
 
 
 @app.command()
 def run() -> None:
     """The whole hub in one process: API, webhooks, workers, sandbox emulators."""
-    setup_logging()
-    with redis_for(checked_settings()) as settings:
-        serve(settings, run_workers=True)
+    settings = checked_settings()
+    setup_logging(settings)
+    with redis_for(settings) as served:
+        serve(served, run_workers=True)
 
 
 @app.command()
 def api() -> None:
     """Only webhooks and the HTTP API (scale out: many of these behind a load balancer)."""
-    setup_logging()
-    serve(checked_settings(need_redis=True), run_workers=False)
+    settings = checked_settings(need_redis=True)
+    setup_logging(settings)
+    serve(settings, run_workers=False)
 
 
 @app.command()
 def worker() -> None:
     """Only partition workers and senders (scale out: run several; partitions are shared among them)."""
-    setup_logging()
     settings = checked_settings(need_redis=True)
+    setup_logging(settings)
     asyncio.run(_work(settings))
 
 

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 
+from bot.api.http_server import HEADER_TIMEOUT, server_config
 from bot.redis_server import EmbeddedRedis, free_port
 from bot.sandbox.client import SandboxClient
 from bot.settings import Settings, load_settings
@@ -49,12 +50,15 @@ def hub_settings(redis_url: str, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(settings: Settings, run_workers: bool = True) -> AsyncIterator[SandboxClient]:
-    """The real ASGI app served by uvicorn on loopback, in this event loop."""
+async def running_hub(
+    settings: Settings, run_workers: bool = True, header_timeout: float = HEADER_TIMEOUT
+) -> AsyncIterator[SandboxClient]:
+    """The real ASGI app served by uvicorn on loopback, in this event loop, as `omnihub run` serves it."""
     from bot.api.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, run_workers=run_workers), host=settings.host,
-                                           port=settings.port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(server_config(create_app(settings, run_workers=run_workers), settings.host,
+                                          settings.port, header_timeout=header_timeout, log_level="warning",
+                                          lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
