@@ -37,6 +37,7 @@ from aiogram.utils.token import validate_token
 from pydantic import ValidationError
 
 from bot.models import Attachment, Button, Capabilities, Channel, EventKind, InboundEvent, Location, Media
+from bot.redaction import scrub
 from bot.rendering import RenderedPart
 from bot.settings import TelegramSettings
 from connectors.base import (
@@ -85,6 +86,7 @@ class TelegramConnector(DeepLinks, AcknowledgesCallbacks, Polls):
         self.settings = settings
         self._token = token
         self._secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        self._secrets = (token, self._secret) if self._secret else (token,)
         self._bot: Bot | None = None
 
     @property
@@ -157,7 +159,7 @@ class TelegramConnector(DeepLinks, AcknowledgesCallbacks, Polls):
         )
         for qid, result in zip(query_ids, results, strict=True):
             if isinstance(result, Exception):
-                log.warning("answerCallbackQuery %s failed: %s", qid, result)
+                log.warning("answerCallbackQuery %s failed: %s", qid, self._reason(result))
 
     async def send(self, user_id: str, part: RenderedPart) -> str | None:
         """Send media first (text as the caption when it fits), then the text; buttons ride on the last."""
@@ -177,12 +179,16 @@ class TelegramConnector(DeepLinks, AcknowledgesCallbacks, Polls):
             if text is not None:
                 sent = await self.bot.send_message(chat_id=chat_id, text=text, reply_markup=keyboard)
         except TelegramRetryAfter as exc:
-            raise SendError(str(exc), retry_after=exc.retry_after) from exc
+            raise SendError(self._reason(exc), retry_after=exc.retry_after) from exc
         except _PERMANENT as exc:
-            raise SendError(str(exc), permanent=True) from exc
+            raise SendError(self._reason(exc), permanent=True) from exc
         except (TelegramAPIError, ClientDecodeError) as exc:  # network, 5xx, a proxy's HTML error page
-            raise SendError(str(exc)) from exc
+            raise SendError(self._reason(exc)) from exc
         return str(sent.message_id) if sent else None
+
+    def _reason(self, exc: BaseException) -> str:
+        """The error's text without our token: aiohttp's errors quote the request URL, `/bot<TOKEN>/...`."""
+        return scrub(str(exc), self._secrets)
 
     async def _send_media(
         self, chat_id: int | str, media: Media, caption: str | None, keyboard: InlineKeyboardMarkup | None
@@ -250,7 +256,7 @@ class TelegramConnector(DeepLinks, AcknowledgesCallbacks, Polls):
         try:
             await self.bot.get_updates(offset=offset, timeout=0, limit=1)
         except (TelegramAPIError, ClientDecodeError) as exc:
-            log.warning("could not confirm Telegram updates before %s: %s", offset, exc)
+            log.warning("could not confirm Telegram updates before %s: %s", offset, self._reason(exc))
 
 
 def _polled_events(update: Update) -> list[InboundEvent]:

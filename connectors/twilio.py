@@ -34,6 +34,7 @@ from bot.models import (
     InboundEvent,
     Location,
 )
+from bot.redaction import scrub
 from bot.rendering import RenderedPart
 from bot.settings import ConfigError, TwilioSettings
 from connectors.base import BadPayload, BadSignature, DeepLinks, SendError, WebhookAnswer, WebhookRequest
@@ -104,6 +105,7 @@ class TwilioConnector(DeepLinks):
         self._settings = settings
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
         self._validator = RequestValidator(token) if token else None
+        self._secrets = (token,) if token else ()
         self._http: Any = None  # AsyncTwilioHttpClient, once started
         self._client: Any = None  # twilio.rest.Client, once started
 
@@ -171,11 +173,12 @@ class TwilioConnector(DeepLinks):
         try:
             message = await self._client.messages.create_async(**params)
         except TwilioRestException as exc:
-            raise _send_error(exc.status, exc.code, exc.msg) from exc
+            raise _send_error(exc.status, exc.code, scrub(exc.msg, self._secrets)) from exc
         except TwilioServiceException as exc:
-            raise _send_error(exc.status, exc.code, exc.detail or exc.title) from exc
+            raise _send_error(exc.status, exc.code, scrub(exc.detail or exc.title, self._secrets)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SendError(f"Twilio unreachable: {exc!r}") from exc
+            # str, not repr: aiohttp's repr of a response error lists the request headers, Authorization too
+            raise SendError(scrub(f"Twilio unreachable: {type(exc).__name__}: {exc}", self._secrets)) from exc
         return str(message.sid)
 
     def deep_link(self, code: str) -> str:

@@ -25,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.models import Attachment, Capabilities, Channel, DeliveryStatus, EventKind, InboundEvent, Location
+from bot.redaction import scrub
 from bot.rendering import RenderedPart, numbered
 from bot.settings import ConfigError, ViberSettings
 from connectors.base import BadPayload, BadSignature, DeepLinks, SendError, WebhookAnswer, WebhookRequest
@@ -300,7 +301,7 @@ class ViberConnector(DeepLinks):
         try:
             response = await self._client.post(f"/{method}", json=body)
         except httpx.HTTPError as exc:
-            raise SendError(f"Viber unreachable: {exc!r}") from exc
+            raise SendError(scrub(f"Viber unreachable: {type(exc).__name__}: {exc}", (self._token,))) from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise SendError(f"Viber {method}: HTTP {response.status_code}")
         try:
