@@ -8,10 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from redis.exceptions import RedisError
 
 from bot.pipeline.dead_letters import BadLetterId, DeadLetters
-from bot.redis_server import connect
+from bot.redis_server import REDIS_FAILURES, connect
 from bot.settings import ConfigError, load_settings
 
 dead = typer.Typer(help="Entries that failed every attempt: list them, put them back, or drop them.",
@@ -38,7 +37,7 @@ def _with_letters(action: Callable[[DeadLetters], Awaitable[T]]) -> T:
         return asyncio.run(go())
     except BadLetterId as exc:
         raise _fail(str(exc)) from None
-    except RedisError as exc:
+    except REDIS_FAILURES as exc:
         raise _fail(f"Redis at {settings.redis_url}: {exc}") from None
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import httpx
 from pydantic import SecretStr
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
 from bot.context import keys
@@ -38,6 +37,7 @@ from bot.pipeline.sender import Sender
 from bot.pipeline.streams import Backoff
 from bot.pipeline.turns import TurnHandler
 from bot.pipeline.worker import Worker
+from bot.redis_server import REDIS_FAILURES
 from bot.sandbox import emulators as sandbox
 from bot.settings import Settings
 from connectors.base import AcknowledgesCallbacks, Connector, DeepLinks, Polls
@@ -222,7 +222,7 @@ class Hub:
             try:
                 await self.merger.sweep()
                 backoff.reset()
-            except RedisError as exc:
+            except REDIS_FAILURES as exc:
                 wait = backoff.next_delay()
                 log.warning("merge sweep failed (%s); again in %.0f s", exc, wait)
             with contextlib.suppress(TimeoutError):
@@ -240,7 +240,7 @@ class Hub:
                     pipe.get(keys.lease(p))
                 owners = await pipe.execute()
             unowned = [p for p, owner in enumerate(owners) if owner is None]
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             problems.append(f"redis unavailable: {exc}")
         if unowned:
             problems.append(f"no worker holds partitions {unowned}")

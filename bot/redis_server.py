@@ -22,9 +22,12 @@ from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 MAX_CONNECTIONS = 256
+# What "Redis is away or in trouble" looks like: redis-py's cluster client raises some of its errors
+# (no reachable node, a slot it cannot map) as RedisClusterException, which is not a RedisError.
+REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 
 
 def connect(url: str) -> AsyncRedis:

@@ -145,6 +145,8 @@ class TwilioConnector(DeepLinks):
                 "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required"
             )
         self._own_number()  # fail at start-up, not at the first send
+        if self._client is not None:  # idempotent: the hub may call it again
+            return
         trace = aiohttp.TraceConfig()
         trace.on_request_end.append(_note_retry_after)
         self._http = AsyncTwilioHttpClient(trace_configs=[trace], timeout=30)

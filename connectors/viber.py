@@ -224,9 +224,10 @@ class ViberConnector(DeepLinks):
     async def start(self, public_url: str | None) -> None:
         """Open the client and, with a public URL, register the webhook. Viber checks the URL at once by
         posting a `webhook` callback to it, so the hub must already answer on that URL."""
-        self._client = httpx.AsyncClient(
-            base_url=self._settings.api_base, headers={"X-Viber-Auth-Token": self._token}, timeout=30
-        )
+        if self._client is None:  # idempotent: the hub calls it again to retry a failed registration
+            self._client = httpx.AsyncClient(
+                base_url=self._settings.api_base, headers={"X-Viber-Auth-Token": self._token}, timeout=30
+            )
         if public_url:
             url = f"{public_url}/webhooks/viber"
             body = {"url": url, "event_types": EVENT_TYPES, "send_name": True, "send_photo": True}

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.context import keys
 from bot.models import OutboundMessage
 from bot.pipeline.streams import TRIM_EVERY_SECONDS, Backoff, Entry, after, ensure_group, pause, trim_below_pending
+from bot.redis_server import REDIS_FAILURES
 
 if TYPE_CHECKING:
     from bot.pipeline.sender import Sender
@@ -90,7 +90,7 @@ class Dispatch:
                         for stream in self.streams.values():
                             await trim_below_pending(self.redis, stream)
                     backoff.reset()
-                except RedisError as exc:
+                except REDIS_FAILURES as exc:
                     if "NOGROUP" in str(exc):
                         groups_ready = False
                     cursors = {"live": "0", "bulk": "0"}  # what was read and not finished is still pending

@@ -25,10 +25,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.context import keys
 from bot.pipeline.streams import Backoff
+from bot.redis_server import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,14 @@ class PartitionLeases:
                 try:
                     await self.rebalance()
                     backoff.reset()
-                except RedisError as exc:  # Redis away: keep trying; stop what may have lapsed meanwhile
+                except REDIS_FAILURES as exc:  # Redis away: keep trying; stop what may have lapsed meanwhile
                     log.warning("lease round failed: %s", exc)
                     self.drop_lapsed()
                     wait = backoff.next_delay()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
         finally:
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await self.release_all()
 
     async def rebalance(self) -> None:

@@ -24,10 +24,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.context import keys
 from bot.pipeline.streams import pause
+from bot.redis_server import REDIS_FAILURES
 from bot.settings import Rate, RateLimits, Settings
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class RateLimiter:
             while not halt.is_set():
                 try:
                     delay = await self.take(bucket, bulk)
-                except RedisError as exc:
+                except REDIS_FAILURES as exc:
                     log.warning("rate limit %s not checked (%s); sending", bucket.key, exc)
                     delay = 0.0
                 if delay <= 0:
@@ -121,7 +121,7 @@ class RateLimiter:
         try:
             await self._take(keys=[keys.rate_bucket(channel, sender)], args=[rate.per_second, rate.burst, 0,
                                                                         max(1, int(seconds * 1000))])
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             log.warning("could not pause %s sends (%s)", channel, exc)
             return False
         return True

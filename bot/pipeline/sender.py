@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from bot.context import consent, keys
 from bot.context.history import Delivery, HistoryEntry
@@ -48,6 +48,7 @@ from bot.models import Channel, OutboundMessage, Reply, Template
 from bot.pipeline.dispatch import Dispatch, Held
 from bot.pipeline.ratelimit import RateLimiter
 from bot.pipeline.streams import Backoff, pause
+from bot.redis_server import REDIS_FAILURES
 from bot.rendering import RenderedPart, render
 from connectors.base import Connector, SendError
 
@@ -102,7 +103,7 @@ class Sender:
                 break
             except Halted:
                 return False
-            except RedisError as exc:  # the checks could not read the profile: nothing went out yet
+            except REDIS_FAILURES as exc:  # the checks could not read the profile: nothing went out yet
                 log.warning("send %s waits for Redis (%s)", held.message.id, exc)
             except Exception:  # a bug must not stall the contact's queue for good
                 log.exception("send %s failed unexpectedly", held.message.id)
@@ -124,7 +125,7 @@ class Sender:
                     entry = HistoryEntry.outbound(held.message, time.time()).delivered(Delivery.model_validate(outcome))
                     await self.store.commit(held.message.contact_id, Changes(history=[entry]))
                 return True
-            except RedisError as exc:
+            except REDIS_FAILURES as exc:
                 if halt.is_set():
                     return False
                 log.warning("outcome of %s waits for Redis (%s)", held.message.id, exc)

@@ -21,9 +21,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from bot.context import keys
+from bot.redis_server import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ async def consume(
                 last_trim = time.monotonic()
                 await trim_below_pending(redis, stream)
             backoff.reset()
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             if "NOGROUP" in str(exc):
                 group_ready = False  # the server lost the group (restarted empty, or FLUSH): make it again
             cursor = "0"  # whatever was read but not finished is still pending

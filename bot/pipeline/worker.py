@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bot.context import keys
 from bot.context.history import Delivery
@@ -37,10 +36,15 @@ from bot.pipeline import dead_letters
 from bot.pipeline.commands import COMMAND, CommandRefused, apply
 from bot.pipeline.streams import Entry, consume, stream_id
 from bot.pipeline.turns import TurnHandler
+from bot.redis_server import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 5.0
+
+
+class Unreadable(Exception):
+    """An entry whose body is not an event or a command this version knows: dead-lettered at once."""
 
 
 @dataclass(frozen=True)
@@ -103,18 +107,19 @@ class Worker:
         for entry_id, fields in entries:
             try:
                 result.outbound += await self._entry(cid, entry_id, fields)
-            except RedisError:
+            except REDIS_FAILURES:
                 raise
             except Exception as exc:
                 failures = await self.redis.hincrby(keys.attempts(p), entry_id, 1)
-                unreadable = isinstance(exc, ValidationError | CommandRefused)
+                unreadable = isinstance(exc, Unreadable | CommandRefused)  # no retry can help those
                 if failures < self.attempts and not unreadable:
                     delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
                     waiting[cid] = Waiting(entry_id, time.monotonic() + delay)
                     log.exception("entry %s of contact %s failed (attempt %s); retrying in %.1f s",
                                   entry_id, cid, failures, delay)
                     break
-                log.error("entry %s of contact %s dead-lettered after %s attempt(s): %r", entry_id, cid, failures, exc)
+                log.error("entry %s of contact %s dead-lettered after %s attempt(s)", entry_id, cid, failures,
+                          exc_info=exc)
                 result.dead.append(dead_letters.DeadLetter.of(entry_id, fields, exc, failures))
                 continue
             result.done.append(entry_id)
@@ -123,7 +128,10 @@ class Worker:
     async def _entry(self, cid: str, entry_id: str, fields: dict[str, str]) -> list[OutboundMessage]:
         if "k" in fields:
             return await self._command(cid, entry_id, fields["k"])
-        event = InboundEvent.model_validate_json(fields["e"])
+        try:
+            event = InboundEvent.model_validate_json(fields["e"])
+        except (KeyError, ValidationError) as exc:
+            raise Unreadable(f"not an inbound event: {exc}") from exc
         snapshot = await self.store.load(cid)
         last = snapshot.conversation.get("last")
         if last and stream_id(entry_id) <= stream_id(last):
@@ -141,7 +149,10 @@ class Worker:
         return outcome.outbound
 
     async def _command(self, cid: str, entry_id: str, body: str) -> list[OutboundMessage]:
-        command = COMMAND.validate_json(body)
+        try:
+            command = COMMAND.validate_json(body)
+        except ValidationError as exc:
+            raise Unreadable(f"not a command: {exc}") from exc
         snapshot = await self.store.load(cid)
         last = snapshot.conversation.get("last")
         if last and stream_id(entry_id) <= stream_id(last):

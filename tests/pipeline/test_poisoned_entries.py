@@ -74,4 +74,4 @@ async def test_an_unreadable_entry_is_dead_lettered_at_once(hub: HubFactory, red
         [reply] = await cleo.replies(1)
         assert reply["text"] == "echo still here"
         [letter] = (await client.http.get("/api/v1/dead-letters")).json()["items"]
-        assert letter["attempts"] == 1 and "ValidationError" in letter["error"]
+        assert letter["attempts"] == 1 and "not an inbound event" in letter["error"]
