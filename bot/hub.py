@@ -189,7 +189,8 @@ class Hub:
             return {}
         return {c: k for c, k in self.connectors.items() if isinstance(k, Polls) and c not in self.sandboxed}
 
-    async def _run_workers(self) -> None:
+    def partition_parts(self) -> tuple[Worker, Sender]:
+        """The worker and the sender that work a partition, built from the settings (once per process)."""
         s = self.settings
         dialogs = load_dialogs(s.dialogs_dir)
         engine = Engine(dialogs)
@@ -204,6 +205,11 @@ class Hub:
         limiter = RateLimiter(self.redis, s.pipeline.rate_limits, senders(s, self.connectors, self.sandboxed))
         sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
                         s.pipeline.send_concurrency, limiter, s.twilio.whatsapp_fallback_template, s.sms_cost)
+        return worker, sender
+
+    async def _run_workers(self) -> None:
+        s = self.settings
+        worker, sender = self.partition_parts()
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
             async with asyncio.TaskGroup() as group:  # one fails: the other stops too, the lease is freed
