@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,7 +75,7 @@ class JsonErrors:
         except Exception as exc:
             if started:  # half an answer is out: only closing the connection can tell the client
                 raise
-            if isinstance(exc, RedisError):
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError):  # not a refused command: a bug
                 log.error("%s %s: Redis unavailable: %s", scope["method"], scope["path"], exc)
                 await _answer(scope, receive, send, 503, "storage unavailable; retry later")
             else:

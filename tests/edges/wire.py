@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,9 +47,16 @@ async def stored(redis: Redis) -> tuple[int, int]:
     return len(identities), entries
 
 
-async def open_socket(http: httpx.AsyncClient) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+@contextlib.asynccontextmanager
+async def raw_connection(http: httpx.AsyncClient) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A plain TCP connection to the server, closed on the way out (or a failing test would leave the
+    server waiting for it at shutdown)."""
     address = urlsplit(base_of(http))
-    return await asyncio.open_connection(address.hostname, address.port)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
 
 
 async def read_response(reader: asyncio.StreamReader, wait: float = 5.0) -> tuple[int, bytes]:
