@@ -115,6 +115,7 @@ class OutboundMessage(Frozen):
     purpose: Purpose = "service"
     campaign_id: str | None = None
     author: Literal["bot", "agent", "campaign", "system"] = "bot"
+    agent_id: str | None = None  # who, when the author is an agent
     keyword_reply: bool = Field(
         default=False,
         description="answers an SMS keyword (STOP, START, HELP): carriers require the answer, so it goes "

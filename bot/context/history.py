@@ -39,7 +39,7 @@ class Delivery(BaseModel):
 class HistoryEntry(Delivery):
     id: str  # the inbound stream entry id, or the outbound message id
     channel: Channel = Field(alias="ch")
-    direction: Literal["in", "out"] = Field(alias="d")
+    direction: Literal["in", "out", "note"] = Field(alias="d")  # a note is an agent's, never sent
     at: float  # epoch seconds
     author: Author = Field(alias="by")
     text: str | None = Field(None, alias="tx")
@@ -52,6 +52,7 @@ class HistoryEntry(Delivery):
     campaign_id: str | None = Field(None, alias="cmp")
     keyword_reply: bool = Field(False, alias="kw")  # the confirmation of STOP/START/HELP
     purpose: str | None = Field(None, alias="pur")  # "marketing"; absent for service messages
+    agent_id: str | None = Field(None, alias="ag")  # the agent who wrote it (replies and notes)
 
     @classmethod
     def inbound(cls, event: InboundEvent, entry_id: str, at: float) -> HistoryEntry:
@@ -68,7 +69,7 @@ class HistoryEntry(Delivery):
             id=message.id, channel=message.channel, direction="out", at=at, author=message.author,
             status="queued", text=message.reply.text, buttons=message.reply.buttons, answers=answers,
             campaign_id=message.campaign_id, keyword_reply=message.keyword_reply,
-            purpose=message.purpose if message.purpose != "service" else None,
+            purpose=message.purpose if message.purpose != "service" else None, agent_id=message.agent_id,
         )
 
     @classmethod

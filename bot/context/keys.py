@@ -27,11 +27,20 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:out:{p<n>}              | stream | outbound messages of partition n (live lane)    |
 | omni:bulk:{p<n>}             | stream | bulk (campaign) messages of partition n         |
 | omni:dd:{p<n>}:<event key>   | string | provider-id dedupe, TTL                         |
+| omni:{cid}:res:<command id>  | list   | a command's outcome for whoever waits, TTL 60 s |
 | omni:att:{p<n>}              | hash   | failed attempts per inbound entry id            |
 | omni:dead:{p<n>}             | stream | dead letters of partition n (entry + error)     |
 | omni:lease:<n>               | string | which worker owns partition n, TTL              |
 | omni:workers                 | zset   | live workers, score = lease expiry              |
 | omni:rl:<ch>:<sender>[:<chat>] | hash | send rate token bucket (pipeline.ratelimit)     |
+| omni:agent:{a<id>}           | hash   | an agent (bot.handoff.agents), password hashed  |
+| omni:agent:{a<id>}:load      | zset   | contact ids the agent holds, score = since (ms) |
+| omni:agent:email:<email>     | string | lower-cased email -> agent id (unique)          |
+| omni:agents                  | set    | every agent id                                  |
+| omni:agents:seen             | zset   | agent id -> last heartbeat (s); 0 = offline     |
+| omni:teams                   | hash   | team name -> JSON settings (CLI; wins over yaml)|
+| omni:sla                     | zset   | "first:<cid>" / "reply:<cid>" -> deadline (ms)  |
+| omni:lease:router            | string | which process routes, TTL                       |
 """
 
 from __future__ import annotations
@@ -123,6 +132,10 @@ def dedupe(p: int, event_key: str) -> str:
     return f"omni:dd:{{p{p}}}:{event_key}"
 
 
+def command_result(cid: str, command_id: str) -> str:
+    return f"omni:{{{cid}}}:res:{command_id}"
+
+
 def attempts(p: int) -> str:
     return f"omni:att:{{p{p}}}"
 
@@ -137,3 +150,22 @@ def lease(p: int) -> str:
 
 def rate_bucket(channel: str, sender: str, chat: str | None = None) -> str:
     return f"omni:rl:{channel}:{sender}" + (f":{chat}" if chat is not None else "")
+
+
+AGENTS = "omni:agents"
+AGENTS_SEEN = "omni:agents:seen"
+TEAMS = "omni:teams"
+SLA = "omni:sla"
+ROUTER_LEASE = "omni:lease:router"
+
+
+def agent(agent_id: str) -> str:
+    return f"omni:agent:{{a{agent_id}}}"
+
+
+def agent_load(agent_id: str) -> str:
+    return f"omni:agent:{{a{agent_id}}}:load"
+
+
+def agent_email(email: str) -> str:
+    return f"omni:agent:email:{email.strip().lower()}"

@@ -3,13 +3,18 @@
 A command travels like a customer message: appended to the contact's partition stream (idempotent by
 its id) and applied by the partition's worker, in order with the customer's own messages. So there
 is still exactly one writer per contact — an agent's reply and the customer's next message cannot
-race, and nothing needs WATCH against the worker. `apply` is a pure function of what was read; the
-worker does the I/O.
+race, an assignment and a handoff cannot either, and nothing needs WATCH against the worker. `apply`
+is a pure function of what was read; the worker does the I/O and hands the outcome back to whoever
+waits for it (`bot.handoff.desk`).
+
+Conversation fields the desk commands keep (on `omni:{cid}:v`): `mode`, `assignee`, `team`,
+`handoff` (why it left the bot), `queued_at`, `assigned_at`, `csat` ("asked" after a resolve).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
@@ -17,7 +22,7 @@ from pydantic import Field, TypeAdapter
 from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.models import Button, Channel, Frozen, OutboundMessage, Purpose, Reply
-from bot.pipeline.turns import TurnOutcome
+from bot.pipeline.turns import DEFAULT_TEAM, Say, TurnOutcome
 
 Mode = Literal["bot", "queued", "assigned", "resolved"]
 
@@ -31,45 +36,149 @@ class SendText(Frozen):
     buttons: tuple[Button, ...] = ()
     channel: Channel | None = None
     author: Literal["agent", "campaign", "system"] = "system"
+    agent_id: str | None = None
     purpose: Purpose = "service"
     campaign_id: str | None = None
 
 
 class SetMode(Frozen):
-    """Move the conversation between the bot and the people (handoff, assignment, resolution)."""
+    """Move the conversation between the bot and the people (handoff to a team's queue, back to the bot)."""
 
     kind: Literal["mode"] = "mode"
     id: str
     mode: Mode
     reason: str | None = Field(default=None, max_length=500)
+    team: str | None = Field(default=None, max_length=100)
+    notice: str | None = None  # a dialog text to say to the customer with it
 
 
-Command = Annotated[SendText | SetMode, Field(discriminator="kind")]
-COMMAND: TypeAdapter[SendText | SetMode] = TypeAdapter(Command)
+class Assign(Frozen):
+    """Give a queued (or assigned) conversation to an agent; refused if another agent holds it."""
+
+    kind: Literal["assign"] = "assign"
+    id: str
+    agent_id: str
+    take_over: bool = False  # a supervisor reassigning a conversation someone holds
+
+
+class Note(Frozen):
+    """An agent's internal note: in the history, never sent."""
+
+    kind: Literal["note"] = "note"
+    id: str
+    agent_id: str
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class Resolve(Frozen):
+    """The agent is done: the customer is asked for a rating, and the bot has them again after it."""
+
+    kind: Literal["resolve"] = "resolve"
+    id: str
+    agent_id: str
+
+
+class Tell(Frozen):
+    """Say a dialog text to the customer (queue position, a timeout, opening hours)."""
+
+    kind: Literal["tell"] = "tell"
+    id: str
+    text_key: str
+
+
+Command = Annotated[SendText | SetMode | Assign | Note | Resolve | Tell, Field(discriminator="kind")]
+COMMAND: TypeAdapter[SendText | SetMode | Assign | Note | Resolve | Tell] = TypeAdapter(Command)
 
 
 class CommandRefused(Exception):
     """A command that cannot be applied to this contact as it is now (the reason says why)."""
 
 
-def apply(snapshot: Snapshot, command: Command, entry_id: str) -> TurnOutcome:
+@dataclass
+class CommandOutcome(TurnOutcome):
+    refusal: str | None = None  # why it was not applied (the desk answers 409 with it)
+    events: list[str] = field(default_factory=list)  # what a console should refresh: "mode", "assigned", …
+
+
+def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say) -> CommandOutcome:
     """The changes and the outbound messages of one command; `entry_id` is its stream entry."""
-    changes = Changes(conversation={"last": entry_id})
+    outcome = CommandOutcome(Changes(conversation={"last": entry_id}))
+    now = f"{time.time():.3f}"
+    conversation, changes = snapshot.conversation, outcome.changes
+    if isinstance(command, SendText | Tell):
+        reply = Reply(text=command.text, buttons=command.buttons) if isinstance(command, SendText) \
+            else say(command.text_key, snapshot)
+        if reply is not None:
+            _send(outcome, snapshot, command, reply, entry_id)
+        return outcome
+    if isinstance(command, Note):
+        entry = HistoryEntry(id=command.id, channel=conversation.get("ch", "telegram"), direction="note",
+                             at=time.time(), author="agent", text=command.text, agent_id=command.agent_id)
+        changes.history.append(entry)
+        outcome.events.append("note")
+        return outcome
     if isinstance(command, SetMode):
-        if snapshot.mode != command.mode:
-            changes.conversation["mode"] = command.mode
-            changes.mode = (snapshot.mode if snapshot.conversation else "", command.mode)
-        if command.reason is not None:
-            changes.conversation["handoff"] = command.reason
-        return TurnOutcome(changes)
-    channel, user_id = address(snapshot, command.channel)
+        _move(outcome, snapshot, command.mode)
+        if command.mode == "queued":
+            changes.conversation.update(team=command.team or conversation.get("team") or DEFAULT_TEAM,
+                                        queued_at=now, handoff=command.reason or "requested")
+            changes.drop_conversation_fields.append("assignee")
+        elif command.mode == "bot":
+            changes.drop_conversation_fields.extend(["assignee", "queued_at"])
+        if command.notice and (reply := say(command.notice, snapshot)) is not None:
+            _send(outcome, snapshot, command, reply, entry_id)
+        return outcome
+    if isinstance(command, Assign):
+        holder = conversation.get("assignee")
+        if snapshot.mode not in ("queued", "assigned"):
+            outcome.refusal = f"the conversation is not waiting for an agent (it is {snapshot.mode})"
+        elif holder and holder != command.agent_id and not command.take_over:
+            outcome.refusal = f"agent {holder} holds the conversation"
+        else:
+            _move(outcome, snapshot, "assigned")
+            changes.conversation.update(assignee=command.agent_id, assigned_at=now)
+            outcome.events.append("assigned")
+        return outcome
+    holder = conversation.get("assignee")  # Resolve
+    if snapshot.mode != "assigned" or holder != command.agent_id:
+        outcome.refusal = "only the agent the conversation is assigned to can resolve it"
+        return outcome
+    _move(outcome, snapshot, "resolved")
+    changes.conversation["csat"] = "asked"
+    changes.drop_conversation_fields.extend(["assignee", "queued_at"])
+    if (question := say("csat_question", snapshot)) is not None:
+        _send(outcome, snapshot, command, question, entry_id)
+    return outcome
+
+
+def _move(outcome: CommandOutcome, snapshot: Snapshot, mode: Mode) -> None:
+    if snapshot.mode != mode:
+        outcome.changes.conversation["mode"] = mode
+        outcome.changes.mode = (snapshot.mode if snapshot.conversation else "", mode)
+        outcome.events.append("mode")
+
+
+def _send(outcome: CommandOutcome, snapshot: Snapshot, command: Command, reply: Reply, entry_id: str) -> None:
+    """Queue `reply` to the contact. A notice to someone who never wrote is skipped; an explicit send
+    to nowhere is refused (the API checks that before it queues one)."""
+    named = command.channel if isinstance(command, SendText) else None
+    try:
+        channel, user_id = address(snapshot, named)
+    except CommandRefused:
+        if isinstance(command, SendText):
+            raise
+        return
+    author = command.author if isinstance(command, SendText) else "system"
     message = OutboundMessage(
-        id=command.id, contact_id=snapshot.cid, channel=channel, user_id=user_id,
-        reply=Reply(text=command.text, buttons=command.buttons), purpose=command.purpose,
-        campaign_id=command.campaign_id, author=command.author,
+        id=f"{command.id}" if isinstance(command, SendText) else f"{command.id}-say",
+        contact_id=snapshot.cid, channel=channel, user_id=user_id, reply=reply, author=author,
+        agent_id=command.agent_id if isinstance(command, SendText) else None,
+        purpose=command.purpose if isinstance(command, SendText) else "service",
+        campaign_id=command.campaign_id if isinstance(command, SendText) else None,
     )
-    changes.history.append(HistoryEntry.outbound(message, time.time(), entry_id))
-    return TurnOutcome(changes, [message])
+    outcome.changes.history.append(HistoryEntry.outbound(message, time.time(), entry_id))
+    outcome.outbound.append(message)
+    outcome.events.append("message")
 
 
 def address(snapshot: Snapshot, channel: Channel | None) -> tuple[Channel, str]:

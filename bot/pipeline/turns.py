@@ -9,6 +9,7 @@ dialogue backend while the bot has the conversation. The backend's state is stor
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -17,11 +18,14 @@ from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.dialogue.backend import DialogueBackend, DialogueRequest
 from bot.dialogue.language import reply_language
+from bot.handoff.customer_turns import conversation_id, rating, wants_the_bot
 from bot.models import Button, Capabilities, Channel, EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline.keywords import ConsentKeywords
 from bot.rendering import match_option
 
 SUPPORTED_LANGUAGES = ("en", "ru")
+DEFAULT_TEAM = "support"  # who a handoff goes to when neither the dialog nor the API names a team
+Say = Callable[[str, Snapshot], Reply | None]  # a dialog text by name, in the contact's language
 
 
 @dataclass
@@ -33,12 +37,14 @@ class TurnOutcome:
 class TurnHandler:
     def __init__(
         self, backend: DialogueBackend, capabilities: dict[Channel, Capabilities], default_language: str,
-        keywords: ConsentKeywords | None = None,
+        keywords: ConsentKeywords | None = None, say: Say | None = None,
     ) -> None:
+        """`say`: dialog texts by name (leaving the queue, thanking for a rating); None says nothing."""
         self.backend = backend
         self.capabilities = capabilities
         self.default_language = default_language
         self.keywords = keywords or ConsentKeywords(default_language=default_language)
+        self.say: Say = say or (lambda name, snapshot: None)
 
     async def handle(
         self, snapshot: Snapshot, event: InboundEvent, entry_id: str, notice: list[Reply] | None = None
@@ -53,7 +59,7 @@ class TurnHandler:
         changes.conversation.update(ch=event.channel, uid=event.user_id)
         changes.history.append(HistoryEntry.inbound(event, entry_id, now))
         if not snapshot.conversation:
-            changes.conversation.update(id=entry_id, mode="bot")
+            changes.conversation.update(id=conversation_id(snapshot.cid, entry_id), mode="bot")
             changes.mode = ("", "bot")
         if consent is not None:  # answered here whoever has the conversation (see pipeline.keywords)
             replies = [consent.reply] if consent.reply else []
@@ -61,9 +67,44 @@ class TurnHandler:
             return TurnOutcome(changes, outbound)
         if notice is not None:  # not something the dialog should see, whoever has the conversation
             return TurnOutcome(changes, self._outbound(snapshot, event, entry_id, notice, changes, now))
-        if snapshot.mode != "bot":
+        if snapshot.mode == "queued" and wants_the_bot(event):
+            return self._back_to_bot(snapshot, event, entry_id, changes, now)
+        if snapshot.mode == "resolved":  # the rating, or a new conversation with the bot
+            if (score := self._rating(snapshot, event)) is not None:
+                return self._rated(snapshot, event, entry_id, changes, now, score)
+            self._reopen(snapshot, entry_id, changes)
+        elif snapshot.mode != "bot":
             return TurnOutcome(changes)  # a human has it; the console shows the message
         return await self._answer(snapshot, event, entry_id, changes, now)
+
+    def _back_to_bot(
+        self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float
+    ) -> TurnOutcome:
+        changes.conversation["mode"] = "bot"
+        changes.mode = (snapshot.mode, "bot")
+        changes.drop_conversation_fields.extend(["assignee", "queued_at"])
+        replies = [r for r in [self.say("back_to_bot", snapshot)] if r is not None]
+        return TurnOutcome(changes, self._outbound(snapshot, event, entry_id, replies, changes, now))
+
+    @staticmethod
+    def _rating(snapshot: Snapshot, event: InboundEvent) -> int | None:
+        return rating(event) if snapshot.conversation.get("csat") == "asked" else None
+
+    def _rated(
+        self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float, score: int
+    ) -> TurnOutcome:
+        """Record the rating on the conversation it rates; the next message starts a new one."""
+        changes.conversation["csat"] = str(score)
+        changes.profile["csat"] = str(score)  # the latest, for segments and the console
+        replies = [r for r in [self.say("csat_thanks", snapshot)] if r is not None]
+        return TurnOutcome(changes, self._outbound(snapshot, event, entry_id, replies, changes, now))
+
+    @staticmethod
+    def _reopen(snapshot: Snapshot, entry_id: str, changes: Changes) -> None:
+        """After a resolved conversation the customer writes again: a new conversation, with the bot."""
+        changes.conversation.update(id=conversation_id(snapshot.cid, entry_id), mode="bot")
+        changes.mode = (snapshot.mode, "bot")
+        changes.drop_conversation_fields.extend(["csat", "team", "handoff", "assigned_at"])
 
     def _learn_contact(self, snapshot: Snapshot, event: InboundEvent, changes: Changes, now: float) -> None:
         profile = snapshot.profile
@@ -108,10 +149,9 @@ class TurnHandler:
         else:
             changes.drop_conversation_fields.append("st")
         if result.handoff:
-            changes.conversation.update(mode="queued", handoff=result.handoff.reason)
-            if result.handoff.team:
-                changes.conversation["team"] = result.handoff.team
-            changes.mode = (snapshot.mode, "queued")
+            changes.conversation.update(mode="queued", handoff=result.handoff.reason, queued_at=f"{now:.3f}",
+                                        team=result.handoff.team or snapshot.conversation.get("team") or DEFAULT_TEAM)
+            changes.mode = (changes.mode[1] if changes.mode else snapshot.mode, "queued")
         outbound = self._outbound(snapshot, event, entry_id, result.replies, changes, now)
         self._offer_options(event.channel, result.replies, changes)
         return TurnOutcome(changes, outbound)

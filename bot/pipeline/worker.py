@@ -24,13 +24,15 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from bot.context import keys
 from bot.context.history import Delivery
 from bot.context.linking import Linker
-from bot.context.store import ContextStore
+from bot.context.store import Changes, ContextStore, Snapshot
+from bot.handoff import live
 from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
 from bot.pipeline.commands import COMMAND, CommandRefused, apply
@@ -72,6 +74,7 @@ class Worker:
         self.linker = linker
         self.batch = batch
         self.attempts = attempts
+        self.say = turns.say
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
         waiting: dict[str, Waiting] = {}  # this owner's view; a new owner rebuilds it from the pending list
@@ -146,6 +149,10 @@ class Worker:
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
         await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
+        moved = outcome.changes.mode is not None and outcome.changes.mode[0] != ""  # not a new conversation
+        people = prepared.snapshot.mode != "bot" or moved
+        if people and event.kind is EventKind.message:  # a console shows it, or the queue changed
+            await self._tell_people(prepared.snapshot, outcome.changes, ["message", "mode"])
         return outcome.outbound
 
     async def _command(self, cid: str, entry_id: str, body: str) -> list[OutboundMessage]:
@@ -158,10 +165,33 @@ class Worker:
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, snapshot.conversation.get("uid", ""))
         if not snapshot.profile or "merged_into" in snapshot.profile:
+            await self._answer(cid, command.id, "the contact was erased or merged into another")
             raise CommandRefused("the contact was erased or merged into another")
-        outcome = apply(snapshot, command, entry_id)
+        outcome = apply(snapshot, command, entry_id, self.say)
         await self.store.commit(cid, outcome.changes)
+        await self._answer(cid, command.id, outcome.refusal)
+        if outcome.events:
+            await self._tell_people(snapshot, outcome.changes, outcome.events)
         return outcome.outbound
+
+    async def _answer(self, cid: str, command_id: str, refusal: str | None) -> None:
+        """Hand the outcome to whoever waits for it (bot.handoff.desk), for a minute."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(keys.command_result(cid, command_id), orjson.dumps({"refusal": refusal}))
+            pipe.expire(keys.command_result(cid, command_id), 60)
+            await pipe.execute()
+
+    async def _tell_people(self, snapshot: Snapshot, changes: Changes, events: list[str]) -> None:
+        """Publish what changed to the consoles, and nudge the router when the queue grew."""
+        conversation = {**snapshot.conversation, **changes.conversation}
+        for name in changes.drop_conversation_fields:
+            conversation.pop(name, None)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message in live.changes(snapshot.cid, conversation, events):
+                pipe.publish(live.CONSOLE, message)
+            if changes.mode is not None and changes.mode[1] == "queued":
+                pipe.publish(live.ROUTER, snapshot.cid)
+            await pipe.execute()
 
     async def _replay(self, cid: str, entry_id: str, user_id: str) -> list[OutboundMessage]:
         """The entry was saved but its replies were not queued: queue them again from the history."""
@@ -171,6 +201,7 @@ class Worker:
                 id=item.id, contact_id=cid, channel=item.channel, user_id=user_id,
                 reply=Reply(text=item.text, buttons=item.buttons), author=item.author,
                 keyword_reply=item.keyword_reply, purpose=item.purpose or "service", campaign_id=item.campaign_id,
+                agent_id=item.agent_id,
             )
             for item in await self.store.recent_history(cid, 50)
             if item.answers == entry_id and item.direction == "out"
