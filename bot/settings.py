@@ -7,12 +7,17 @@ rather than derived from field names. A bad value stops start-up with one line n
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bot.models import Channel
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "omnihub.yaml"
 
@@ -112,6 +117,65 @@ class ContextSettings(Section):
     consent_texts: ConsentTexts = ConsentTexts()
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_PERIOD = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class BusinessHours(Section):
+    """When a team answers, in its own time zone. No `week`: around the clock. A period is
+    "HH:MM-HH:MM" in wall-clock time; one that ends at or before its start runs past midnight. A
+    holiday cancels the periods that start on it (bot.handoff.hours)."""
+
+    timezone: str = "UTC"
+    week: dict[Weekday, list[str]] | None = None
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("week")
+    @classmethod
+    def _periods(cls, week: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if week is None:
+            return None
+        for day, periods in week.items():
+            for period in periods:
+                if not _PERIOD.match(period) or period[:5] == period[6:]:
+                    raise ValueError(f"{day}: {period!r} is not a period like 09:00-18:00")
+        if not any(week.values()):
+            raise ValueError("a team must be open some time (leave `week` out for around the clock)")
+        return week
+
+
+class TeamSettings(Section):
+    """A team: who it serves (skills; empty = anyone), when, and what happens when nobody answers."""
+
+    languages: list[str] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+    hours: BusinessHours = BusinessHours()
+    queue_timeout_seconds: float = Field(600, gt=0)
+    on_timeout: Literal["escalate", "bot"] = "bot"
+    escalate_to: str | None = None  # the team escalations go to; none: the same team, at the front
+    first_response_sla_seconds: float = Field(300, gt=0)
+    reply_sla_seconds: float = Field(600, gt=0)
+
+
+class HandoffSettings(Section):
+    default_team: str = "support"
+    teams: dict[str, TeamSettings] = Field(default_factory=lambda: {"support": TeamSettings()})
+    idle_seconds: float = Field(120, gt=0)  # an agent with no heartbeat for this long is offline
+    agent_capacity: int = Field(5, ge=1, le=1000)  # conversations at once, for a new agent
+    router_interval_seconds: float = Field(0.2, gt=0, le=10)
+    router_lease_seconds: float = Field(5.0, gt=0.5)
+
+
 class Settings(Section):
     redis_url: str | None = None
     public_url: str | None = None
@@ -127,6 +191,7 @@ class Settings(Section):
     viber: ViberSettings = ViberSettings()
     pipeline: PipelineSettings = PipelineSettings()
     context: ContextSettings = ContextSettings()
+    handoff: HandoffSettings = HandoffSettings()
 
     @field_validator("public_url")
     @classmethod

@@ -1,0 +1,1 @@
+"""Human handoff: agents, teams, routing, and the desk agents act through."""
