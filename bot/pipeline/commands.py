@@ -84,6 +84,7 @@ class Tell(Frozen):
     kind: Literal["tell"] = "tell"
     id: str
     text_key: str
+    variables: dict[str, str] = Field(default_factory=dict)  # `{{ conversation.<name> }}` in the text
 
 
 Command = Annotated[SendText | SetMode | Assign | Note | Resolve | Tell, Field(discriminator="kind")]
@@ -107,7 +108,7 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say) -> Comm
     conversation, changes = snapshot.conversation, outcome.changes
     if isinstance(command, SendText | Tell):
         reply = Reply(text=command.text, buttons=command.buttons) if isinstance(command, SendText) \
-            else say(command.text_key, snapshot)
+            else say(command.text_key, _with(snapshot, command.variables))
         if reply is not None:
             _send(outcome, snapshot, command, reply, entry_id)
         return outcome
@@ -149,6 +150,11 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say) -> Comm
     if (question := say("csat_question", snapshot)) is not None:
         _send(outcome, snapshot, command, question, entry_id)
     return outcome
+
+
+def _with(snapshot: Snapshot, variables: dict[str, str]) -> Snapshot:
+    """The snapshot as a text sees it, with a command's variables among the conversation's fields."""
+    return Snapshot(snapshot.cid, snapshot.profile, {**snapshot.conversation, **variables})
 
 
 def _move(outcome: CommandOutcome, snapshot: Snapshot, mode: Mode) -> None:

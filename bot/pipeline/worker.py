@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -43,6 +44,9 @@ from bot.redis_server import REDIS_FAILURES
 log = logging.getLogger(__name__)
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 5.0
+
+
+OnQueued = Callable[[str, str, str | None, str], Awaitable[None]]
 
 
 class Unreadable(Exception):
@@ -67,7 +71,11 @@ class ContactResult:
 class Worker:
     def __init__(
         self, redis: Redis, store: ContextStore, turns: TurnHandler, linker: Linker, batch: int, attempts: int = 3,
+        on_queued: OnQueued | None = None,
     ) -> None:
+        """`on_queued(cid, conversation id, team, entry id)`: a conversation entered the queue (to tell
+        the customer their place, bot.handoff.queue_notices)."""
+        self.on_queued = on_queued
         self.redis = redis
         self.store = store
         self.turns = turns
@@ -152,7 +160,7 @@ class Worker:
         moved = outcome.changes.mode is not None and outcome.changes.mode[0] != ""  # not a new conversation
         people = prepared.snapshot.mode != "bot" or moved
         if people and event.kind is EventKind.message:  # a console shows it, or the queue changed
-            await self._tell_people(prepared.snapshot, outcome.changes, ["message", "mode"])
+            await self._tell_people(prepared.snapshot, outcome.changes, ["message", "mode"], entry_id)
         return outcome.outbound
 
     async def _command(self, cid: str, entry_id: str, body: str) -> list[OutboundMessage]:
@@ -171,7 +179,7 @@ class Worker:
         await self.store.commit(cid, outcome.changes)
         await self._answer(cid, command.id, outcome.refusal)
         if outcome.events:
-            await self._tell_people(snapshot, outcome.changes, outcome.events)
+            await self._tell_people(snapshot, outcome.changes, outcome.events, entry_id)
         return outcome.outbound
 
     async def _answer(self, cid: str, command_id: str, refusal: str | None) -> None:
@@ -181,17 +189,20 @@ class Worker:
             pipe.expire(keys.command_result(cid, command_id), 60)
             await pipe.execute()
 
-    async def _tell_people(self, snapshot: Snapshot, changes: Changes, events: list[str]) -> None:
-        """Publish what changed to the consoles, and nudge the router when the queue grew."""
+    async def _tell_people(self, snapshot: Snapshot, changes: Changes, events: list[str], entry_id: str) -> None:
+        """Publish what changed to the consoles; when the queue grew, nudge the router and tell the customer."""
         conversation = {**snapshot.conversation, **changes.conversation}
         for name in changes.drop_conversation_fields:
             conversation.pop(name, None)
+        queued = changes.mode is not None and changes.mode[1] == "queued"
         async with self.redis.pipeline(transaction=False) as pipe:
             for message in live.changes(snapshot.cid, conversation, events):
                 pipe.publish(live.CONSOLE, message)
-            if changes.mode is not None and changes.mode[1] == "queued":
+            if queued:
                 pipe.publish(live.ROUTER, snapshot.cid)
             await pipe.execute()
+        if queued and self.on_queued is not None:
+            await self.on_queued(snapshot.cid, conversation.get("id", ""), conversation.get("team"), entry_id)
 
     async def _replay(self, cid: str, entry_id: str, user_id: str) -> list[OutboundMessage]:
         """The entry was saved but its replies were not queued: queue them again from the history."""
