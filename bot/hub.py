@@ -27,6 +27,11 @@ from bot.context.profiles import Profiles
 from bot.context.store import ContextStore
 from bot.dialogue import Engine
 from bot.dialogue.loader import load_dialogs
+from bot.handoff.agents import AgentStore
+from bot.handoff.desk import Desk
+from bot.handoff.notices import Notices
+from bot.handoff.queue_notices import QueueNotices
+from bot.handoff.teams import Teams
 from bot.models import Channel, InboundEvent
 from bot.pipeline.dead_letters import DeadLetters
 from bot.pipeline.ingest import Ingest
@@ -75,6 +80,9 @@ class Hub:
         self.privacy = Privacy(self.redis, self.identities, s.pipeline.partitions)
         self.profiles = Profiles(self.redis)
         self.dead_letters = DeadLetters(self.redis, s.pipeline.partitions)
+        self.agents = AgentStore(self.redis, s.handoff.idle_seconds, s.handoff.agent_capacity)
+        self.teams = Teams(self.redis, s.handoff)
+        self.desk = Desk(self.redis, self.store, self.ingest, self.agents)
         self.settings = self._with_sandbox(s)
         self._build_connectors()
         self.acknowledgers = {p: k for p, k in self.webhooks.items() if isinstance(k, AcknowledgesCallbacks)}
@@ -197,11 +205,12 @@ class Hub:
         keywords = ConsentKeywords(s.context.stop_revokes_all_marketing, s.context.consent_texts,
                                    s.context.default_language)
         turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
-                            s.context.default_language, keywords)
+                            s.context.default_language, keywords, Notices(dialogs.texts, s.context.default_language))
         deep_links = {c: k.deep_link for c, k in self.connectors.items() if isinstance(k, DeepLinks)}
         linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
                         self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)
-        worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch, s.pipeline.entry_attempts)
+        worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch, s.pipeline.entry_attempts,
+                        QueueNotices(self.redis, self.teams, self.ingest).entered)
         limiter = RateLimiter(self.redis, s.pipeline.rate_limits, senders(s, self.connectors, self.sandboxed))
         sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
                         s.pipeline.send_concurrency, limiter, s.twilio.whatsapp_fallback_template, s.sms_cost)

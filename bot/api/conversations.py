@@ -1,48 +1,127 @@
-"""`/api/v1/conversations`: conversations by mode, newest activity first."""
+"""`/api/v1/conversations`: the queue and the agents' side of a conversation (bot.handoff.desk).
+
+With an admin key, `agent_id` in the body names the agent who acts; every change goes through the
+contact's partition, so the answer reflects what the worker applied (409 when it refused).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
 
 from bot.api.deps import ApiKey, HubDep
-from bot.context import keys
+from bot.handoff.desk import ConversationView, DeskError
+from bot.hub import Hub
+from bot.models import Button
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
-
-
-class ConversationOut(BaseModel):
-    id: str
-    contact_id: str
-    mode: str
-    channel: str | None
-    user_id: str | None
-    handoff_reason: str | None = None
+ListedMode = Literal["bot", "queued", "assigned", "resolved"]
 
 
 class ConversationList(BaseModel):
-    items: list[ConversationOut]
+    items: list[ConversationView]
+
+
+class AgentAction(BaseModel):
+    agent_id: str = Field(min_length=1, max_length=100)
+
+
+class AgentText(AgentAction):
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class AgentReply(AgentText):
+    buttons: list[Button] = Field(default_factory=list, max_length=10)
+
+
+class Transfer(AgentAction):
+    to_agent: str | None = Field(default=None, max_length=100)
+    to_team: str | None = Field(default=None, max_length=100)
+
+
+class Created(BaseModel):
+    id: str
+
+
+def _refused(exc: DeskError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
 
 
 @router.get("", response_model=ConversationList)
 async def list_conversations(
-    hub: HubDep,
-    _: ApiKey,
-    mode: Literal["bot", "queued", "assigned", "resolved"] = "queued",
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    hub: HubDep, _: ApiKey, mode: ListedMode = "queued", limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ConversationList:
-    contact_ids = [str(cid) for cid in await hub.redis.zrevrange(keys.by_mode(mode), 0, limit - 1)]
-    async with hub.redis.pipeline(transaction=False) as pipe:  # one round trip, not one per conversation
-        for cid in contact_ids:
-            pipe.hgetall(keys.conversation(cid))
-        conversations = await pipe.execute()
-    items = []
-    for cid, conv in zip(contact_ids, conversations, strict=True):
-        if conv and conv.get("mode", "bot") == mode:  # the index is a superset (bot.context.indexes)
-            items.append(ConversationOut(
-                id=conv.get("id", cid), contact_id=cid, mode=mode, channel=conv.get("ch"),
-                user_id=conv.get("uid"), handoff_reason=conv.get("handoff"),
-            ))
-    return ConversationList(items=items)
+    """Queued ones oldest first (the order they are served in); the others by latest activity."""
+    if mode == "queued":
+        return ConversationList(items=await hub.desk.queued(limit=limit))
+    found = await hub.desk.assigned(limit=limit) if mode == "assigned" else await hub.desk.by_mode(mode, limit)
+    return ConversationList(items=found)
+
+
+@router.get("/{conversation_id}", response_model=ConversationView)
+async def get_conversation(conversation_id: str, hub: HubDep, _: ApiKey) -> ConversationView:
+    try:
+        return await hub.desk.get(conversation_id)
+    except DeskError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{conversation_id}/assign", response_model=ConversationView)
+async def assign(conversation_id: str, body: AgentAction, hub: HubDep, _: ApiKey) -> ConversationView:
+    """Claim: 409 when another agent holds it or the agent has no free slot."""
+    await _known_agent(hub, body.agent_id)
+    try:
+        return await hub.desk.assign(conversation_id, body.agent_id)
+    except DeskError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{conversation_id}/messages", status_code=202, response_model=Created)
+async def reply(conversation_id: str, body: AgentReply, hub: HubDep, _: ApiKey) -> Created:
+    """It reaches the customer on the channel they last wrote from."""
+    await _known_agent(hub, body.agent_id)
+    try:
+        return Created(id=await hub.desk.reply(conversation_id, body.agent_id, body.text, tuple(body.buttons)))
+    except DeskError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{conversation_id}/notes", status_code=201, response_model=Created)
+async def note(conversation_id: str, body: AgentText, hub: HubDep, _: ApiKey) -> Created:
+    """An internal note: in the history, never sent to the customer."""
+    await _known_agent(hub, body.agent_id)
+    try:
+        return Created(id=await hub.desk.note(conversation_id, body.agent_id, body.text))
+    except DeskError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{conversation_id}/resolve", response_model=ConversationView)
+async def resolve(conversation_id: str, body: AgentAction, hub: HubDep, _: ApiKey) -> ConversationView:
+    """Done: the customer is asked for a 1–5 rating, then the bot has them again."""
+    await _known_agent(hub, body.agent_id)
+    try:
+        return await hub.desk.resolve(conversation_id, body.agent_id)
+    except DeskError as exc:
+        raise _refused(exc) from None
+
+
+@router.post("/{conversation_id}/transfer", response_model=ConversationView)
+async def transfer(conversation_id: str, body: Transfer, hub: HubDep, _: ApiKey) -> ConversationView:
+    """To another agent (`to_agent`) or to a team's queue (`to_team`)."""
+    if (body.to_agent is None) == (body.to_team is None):
+        raise HTTPException(422, "give exactly one of to_agent and to_team")
+    await _known_agent(hub, body.agent_id)
+    if body.to_agent is not None:
+        await _known_agent(hub, body.to_agent)
+    try:
+        return await hub.desk.transfer(conversation_id, body.agent_id, to_agent=body.to_agent, to_team=body.to_team)
+    except DeskError as exc:
+        raise _refused(exc) from None
+
+
+async def _known_agent(hub: Hub, agent_id: str) -> None:
+    if await hub.agents.get(agent_id) is None:
+        raise HTTPException(404, f"no agent {agent_id!r}")
