@@ -60,6 +60,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 # weak cache, so without a live reference each send rebuilt that model's schema (about 50 µs a call).
 _RESPONSE_MODELS = (Response[Message], Response[bool])
 CALLBACK_PREFIX = "cb:"
+MAX_TEXT = 4096  # Bot API limits: a longer one is not from Telegram, and the NLU's cost grows with length
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64  # bytes, Bot API limit for InlineKeyboardButton.callback_data
 _START = re.compile(r"^/start(?:@\w+)?(?:\s+(?P<param>\S.*))?$", re.DOTALL)
@@ -303,6 +304,8 @@ def _own_phone(message: Message) -> str | None:
 
 
 def _message_event(update_id: int, message: Message) -> InboundEvent | None:
+    _check_length(message.text, MAX_TEXT, "message.text")
+    _check_length(message.caption, MAX_CAPTION, "message.caption")
     text = message.text or message.caption
     start_param = None
     if message.text and (start := _START.match(message.text)):
@@ -394,6 +397,11 @@ def _callback_data(button: Button) -> str:
 def _check_id(value: int, where: str) -> None:
     if value not in _INT64:  # the value itself is not quoted: str() of a huge int is slow, or refused
         raise BadPayload(f"body is not a Telegram Update: {where}: out of the signed 64-bit range")
+
+
+def _check_length(text: str | None, limit: int, where: str) -> None:
+    if text is not None and len(text) > limit:
+        raise BadPayload(f"body is not a Telegram Update: {where}: longer than Telegram's {limit} characters")
 
 
 def _coordinate(value: float, limit: int, where: str) -> float:

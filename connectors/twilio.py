@@ -41,6 +41,7 @@ from connectors.base import BadPayload, BadSignature, DeepLinks, SendError, Webh
 
 WHATSAPP_PREFIX = "whatsapp:"
 MAX_MEDIA = 10  # Twilio attaches at most 10 media to one message
+MAX_BODY = 1600  # characters of an inbound message's Body
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 CAPABILITIES: dict[str, Capabilities] = {
@@ -253,6 +254,8 @@ def _message_event(form: Mapping[str, str]) -> InboundEvent:
     channel, user_id = _address_of(_required(form, "From"))
     _required(form, "To")
     count = _media_count(form)
+    if len(form.get("Body", "")) > MAX_BODY:  # the worker's NLU time grows with the text: keep it Twilio's size
+        raise BadPayload(f"Twilio webhook Body is longer than Twilio's {MAX_BODY} characters")
     has_location = "Latitude" in form and "Longitude" in form
     return InboundEvent(
         kind=EventKind.message,

@@ -86,7 +86,7 @@ class _Contact(BaseModel):
 
 class _Message(BaseModel):
     type: str
-    text: str | None = None
+    text: str | None = Field(default=None, max_length=CAPABILITIES.max_text)  # longer is not from Viber
     media: str | None = None
     file_name: str | None = None
     sticker_id: _Int64 | None = None
