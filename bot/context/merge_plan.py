@@ -122,11 +122,21 @@ def _conversation(s: Side, a: Side, fold: bool) -> dict[str, str] | None:
         return None
     if fold:
         return theirs
-    if s.conversation and float(a.conversation.get("at", 0)) <= float(s.conversation.get("at", 0)):
+    if s.conversation and _keeps(s.conversation, a.conversation):
         return None
     if "last" in s.conversation:
         theirs["last"] = s.conversation["last"]
     return theirs
+
+
+def _keeps(ours: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
+    """Whether the survivor's conversation goes on: one a person has (queued or with an agent) wins
+    over one with the bot — a customer who links a new chat mid-handoff stays with their agent —
+    and otherwise the more recent one."""
+    ours_held, theirs_held = (c.get("mode") in ("queued", "assigned") for c in (ours, theirs))
+    if ours_held != theirs_held:
+        return ours_held
+    return float(theirs.get("at", 0)) <= float(ours.get("at", 0))
 
 
 def _tombstone(s: Side, a: Side, merged: Mapping[str, str], now: float) -> dict[str, str]:

@@ -29,6 +29,7 @@ from bot.pipeline.ingest import Ingest
 
 WHATSAPP_WINDOW_SECONDS = 24 * 3600
 WAIT_SECONDS = 10
+MERGE_HOPS = 5  # merged contacts followed to find a conversation that moved
 
 
 class DeskError(Exception):
@@ -233,6 +234,10 @@ class Desk:
     async def _snapshot(self, conversation_id: str) -> Snapshot:
         cid = contact_of(conversation_id)
         snapshot = await self.store.load(cid) if cid else None
+        for _ in range(MERGE_HOPS):  # the contact was merged: its conversation may go on in the survivor's
+            if snapshot is None or "merged_into" not in snapshot.profile:
+                break
+            snapshot = await self.store.load(snapshot.profile["merged_into"])
         if snapshot is None or not snapshot.conversation or snapshot.conversation.get("id") != conversation_id:
             raise DeskError(404, f"no conversation {conversation_id!r}")
         return snapshot

@@ -22,15 +22,28 @@ async def two_contacts(parts: Parts) -> None:
     await parts.contact("tg", TG, {"mode": "bot", "at": "30.0", "last": "900-0", "st": '{"flow":"order_status"}',
                                    "ch": "telegram", "uid": "100"},
                         (("telegram", 11.0, "t1"), ("telegram", 25.0, "t2")))
-    await parts.contact("wa", WA, {"mode": "queued", "at": "20.0", "last": "800-0", "st": "{}", "opt": "[]",
+    await parts.contact("wa", WA, {"mode": "resolved", "at": "20.0", "last": "800-0", "st": "{}", "opt": "[]",
                                    "ch": "whatsapp", "uid": "+79991234567"},
                         (("whatsapp", 6.0, "w1"), ("whatsapp", 21.0, "w2")))
-    await parts.redis.zadd(keys.by_mode("queued"), {"wa": 20})
+    await parts.redis.zadd(keys.by_mode("resolved"), {"wa": 20})
     await parts.redis.zadd(keys.by_mode("bot"), {"tg": 30})
 
 
 async def events(redis: Redis) -> list[dict[str, object]]:
     return [orjson.loads(fields["e"]) for _, fields in await redis.xrange(keys.EVENTS)]
+
+
+async def test_a_conversation_a_person_has_goes_on_over_a_newer_one_with_the_bot(parts: Parts) -> None:
+    await parts.contact("tg", TG, {"mode": "bot", "at": "30.0", "last": "900-0", "ch": "telegram", "uid": "100"},
+                        (("telegram", 25.0, "t1"),))
+    await parts.contact("wa", WA, {"mode": "assigned", "assignee": "a1", "at": "20.0", "last": "800-0",
+                                   "ch": "whatsapp", "uid": "+79991234567"}, (("whatsapp", 21.0, "w1"),))
+    await parts.redis.zadd(keys.by_mode("assigned"), {"wa": 20})
+    await parts.redis.zadd(keys.by_mode("bot"), {"tg": 30})
+    await parts.merger.merge("wa", "tg", "test")
+    conversation = await parts.redis.hgetall(keys.conversation("wa"))
+    assert (conversation["mode"], conversation["assignee"]) == ("assigned", "a1")  # the agent keeps the customer
+    assert await parts.redis.zscore(keys.by_mode("assigned"), "wa") is not None
 
 
 async def test_one_history_the_newest_dialog_and_attributes_of_the_more_recent_contact(parts: Parts) -> None:
@@ -51,7 +64,7 @@ async def test_one_history_the_newest_dialog_and_attributes_of_the_more_recent_c
     assert conversation == {"mode": "bot", "at": "30.0", "last": "800-0", "st": '{"flow":"order_status"}',
                             "ch": "telegram", "uid": "100"}  # Telegram's flow, the survivor's replay marker
     assert await parts.redis.zscore(keys.by_mode("bot"), "wa") is not None
-    assert await parts.redis.zscore(keys.by_mode("queued"), "wa") is None
+    assert await parts.redis.zscore(keys.by_mode("resolved"), "wa") is None
     assert await parts.redis.zscore(keys.by_mode("bot"), "tg") is None
 
     _, history = await parts.store.history("wa", 0, 100)
