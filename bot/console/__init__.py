@@ -1,0 +1,12 @@
+"""The agent console at `/console`: sign-in, the queue and conversations, live over a WebSocket.
+
+One router gathers the pages, the JSON API and the socket, so the app mounts the console in one line.
+"""
+
+from fastapi import APIRouter
+
+from bot.console import api, auth, pages, websocket
+
+router = APIRouter()
+for part in (auth, pages, api, websocket):
+    router.include_router(part.router)
