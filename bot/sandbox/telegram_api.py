@@ -392,6 +392,19 @@ def _chat_id(params: Params) -> int:
     return int(raw)
 
 
+def _json(update: Params) -> bytes:
+    """The update as JSON. A replayed hostile update may hold integers beyond 64 bits, which orjson
+    refuses; the standard library writes them, so the hub gets to refuse them itself."""
+    try:
+        return orjson.dumps(update)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(update).encode()
+    except ValueError:  # an integer of more than 4300 digits (Python's int-to-str limit)
+        raise ControlError("bad /_/inbound request: the update holds an integer too long to write") from None
+
+
 def _required(params: Params, name: str) -> str:
     if not params.get(name):
         raise ApiError(400, f"Bad Request: there is no {name} in the request")
@@ -410,19 +423,6 @@ def _inline_buttons(markup: Any) -> list[dict[str, str]]:
     if not isinstance(markup, dict):
         return []
     buttons = []
-def _json(update: Params) -> bytes:
-    """The update as JSON. A replayed hostile update may hold integers beyond 64 bits, which orjson
-    refuses; the standard library writes them, so the hub gets to refuse them itself."""
-    try:
-        return orjson.dumps(update)
-    except orjson.JSONEncodeError:
-        pass
-    try:
-        return json.dumps(update).encode()
-    except ValueError:  # an integer of more than 4300 digits (Python's int-to-str limit)
-        raise ControlError("bad /_/inbound request: the update holds an integer too long to write") from None
-
-
     for row in markup.get("inline_keyboard", []):
         for button in row:
             data = button.get("callback_data")
