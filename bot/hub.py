@@ -205,7 +205,8 @@ class Hub:
         keywords = ConsentKeywords(s.context.stop_revokes_all_marketing, s.context.consent_texts,
                                    s.context.default_language)
         turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
-                            s.context.default_language, keywords, Notices(dialogs.texts, s.context.default_language))
+                            s.context.default_language, keywords, Notices(dialogs.texts, s.context.default_language),
+                            s.handoff.rules)
         deep_links = {c: k.deep_link for c, k in self.connectors.items() if isinstance(k, DeepLinks)}
         linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
                         self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)

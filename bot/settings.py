@@ -167,7 +167,24 @@ class TeamSettings(Section):
     reply_sla_seconds: float = Field(600, gt=0)
 
 
+class HandoffRule(Section):
+    """Customers with this tag (or this attribute set to a value other than false/0/no) go straight
+    to a person of `team` whenever they write to the bot — e.g. `{tag: vip, team: vip}`."""
+
+    tag: str | None = None
+    attribute: str | None = None
+    team: str | None = None
+    reason: str = "rule"
+
+    def matches(self, tags: list[str], attributes: Mapping[str, str]) -> bool:
+        if self.tag is not None and self.tag in tags:
+            return True
+        value = attributes.get(self.attribute or "")
+        return value is not None and value.strip().lower() not in ("", "false", "0", "no")
+
+
 class HandoffSettings(Section):
+    rules: list[HandoffRule] = Field(default_factory=list)
     default_team: str = "support"
     teams: dict[str, TeamSettings] = Field(default_factory=lambda: {"support": TeamSettings()})
     idle_seconds: float = Field(120, gt=0)  # an agent with no heartbeat for this long is offline

@@ -55,6 +55,7 @@ class _Run:
     replies: list[Reply] = field(default_factory=list)
     waiting: tuple[str, str] | None = None  # (flow, step) of the ask left waiting
     handoff: str | None = None
+    handoff_team: str | None = None
     intent: str | None = None
 
     def context(self) -> dict[str, Any]:
@@ -75,7 +76,8 @@ class _Run:
             state = DialogState(
                 flow=self.waiting[0], step=self.waiting[1], slots=self.slots, misses=self.misses
             )
-        return TurnResult(self.replies, state, self.language, self.attributes, self.handoff, self.intent)
+        return TurnResult(self.replies, state, self.language, self.attributes, self.handoff, self.intent,
+                          self.handoff_team)
 
 
 class Engine:
@@ -94,7 +96,7 @@ class Engine:
         turn = Turn(request.text, request.payload, request.language, state, request.channel, request.contact)
         result = await self.respond(turn)
         kept = result.state.model_dump_json(exclude_defaults=True) if result.state != DialogState() else None
-        handoff = HandoffRequest(result.handoff) if result.handoff else None
+        handoff = HandoffRequest(result.handoff, result.handoff_team) if result.handoff else None
         return DialogueAnswer(result.replies, kept, result.language, result.set_attributes, handoff)
 
     async def respond(self, turn: Turn) -> TurnResult:
@@ -191,9 +193,9 @@ class Engine:
                         run.attributes[name] = _render(f"set '{name}'", template.render, run).strip()
                 case CallAction(action=ref):
                     await self._call(ref.name, run)
-                case Handoff(text=text, reason=reason):
+                case Handoff(text=text, reason=reason, team=team):
                     self._say(text.name, (), run)
-                    run.handoff = reason
+                    run.handoff, run.handoff_team = reason, team
                     return
                 case Goto(flow=ref):
                     flow, index = self._d.flows[ref.name], 0

@@ -184,9 +184,9 @@ def _action(node: Map) -> CallAction:
 
 
 def _handoff(node: Map) -> Handoff:
-    node.check_keys("handoff step", ("handoff",), ("id", "reason"))
+    node.check_keys("handoff step", ("handoff",), ("id", "reason", "team"))
     reason = node.optional_text("reason", "handoff step") or "requested"
-    return Handoff(_ref(node, "handoff", "handoff step"), reason)
+    return Handoff(_ref(node, "handoff", "handoff step"), reason, node.optional_text("team", "handoff step"))
 
 
 def _goto(node: Map) -> Goto:

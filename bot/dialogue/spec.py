@@ -69,6 +69,7 @@ class CallAction:
 class Handoff:
     text: Ref
     reason: str
+    team: str | None = None  # whose queue; None: the hub's default team
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,4 @@ class TurnResult:
     set_attributes: dict[str, str]
     handoff: str | None  # "requested" (or a handoff step's reason), "fallback", "error"; else None
     intent: str | None
+    handoff_team: str | None = None  # the handoff step's team, if it names one

@@ -9,7 +9,7 @@ dialogue backend while the bot has the conversation. The backend's state is stor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,6 +22,7 @@ from bot.handoff.customer_turns import conversation_id, rating, wants_the_bot
 from bot.models import Button, Capabilities, Channel, EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline.keywords import ConsentKeywords
 from bot.rendering import match_option
+from bot.settings import HandoffRule
 
 SUPPORTED_LANGUAGES = ("en", "ru")
 DEFAULT_TEAM = "support"  # who a handoff goes to when neither the dialog nor the API names a team
@@ -37,9 +38,11 @@ class TurnOutcome:
 class TurnHandler:
     def __init__(
         self, backend: DialogueBackend, capabilities: dict[Channel, Capabilities], default_language: str,
-        keywords: ConsentKeywords | None = None, say: Say | None = None,
+        keywords: ConsentKeywords | None = None, say: Say | None = None, rules: Sequence[HandoffRule] = (),
     ) -> None:
-        """`say`: dialog texts by name (leaving the queue, thanking for a rating); None says nothing."""
+        """`say`: dialog texts by name (leaving the queue, thanking for a rating); None says nothing.
+        `rules`: customers who always go to a person (a tag or an attribute, bot.settings.HandoffRule)."""
+        self.rules = tuple(rules)
         self.backend = backend
         self.capabilities = capabilities
         self.default_language = default_language
@@ -75,7 +78,19 @@ class TurnHandler:
             self._reopen(snapshot, entry_id, changes)
         elif snapshot.mode != "bot":
             return TurnOutcome(changes)  # a human has it; the console shows the message
+        if rule := next((r for r in self.rules if r.matches(snapshot.tags, snapshot.attributes)), None):
+            return self._by_rule(snapshot, event, entry_id, changes, now, rule)
         return await self._answer(snapshot, event, entry_id, changes, now)
+
+    def _by_rule(
+        self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float, rule: HandoffRule
+    ) -> TurnOutcome:
+        """Straight to a person, without the bot: the customer is one a rule says people serve."""
+        changes.conversation.update(mode="queued", handoff=rule.reason, queued_at=f"{now:.3f}",
+                                    team=rule.team or DEFAULT_TEAM)
+        changes.mode = (changes.mode[1] if changes.mode else snapshot.mode, "queued")
+        replies = [r for r in [self.say("handoff_requested", snapshot)] if r is not None]
+        return TurnOutcome(changes, self._outbound(snapshot, event, entry_id, replies, changes, now))
 
     def _back_to_bot(
         self, snapshot: Snapshot, event: InboundEvent, entry_id: str, changes: Changes, now: float

@@ -75,6 +75,7 @@ DIALOGS = """
         steps:
           - handoff: passing
             reason: asked for a human
+            team: billing
       loop:
         trigger: loop
         steps:
@@ -244,6 +245,7 @@ async def test_handoff(chat) -> None:
     result = await chat.send("talk to a human")
     assert [r.text for r in result.replies] == ["Passing you to a colleague."]
     assert result.handoff == "asked for a human"
+    assert result.handoff_team == "billing"  # the step names whose queue it goes to
     assert result.intent == "human"
 
 
@@ -358,4 +360,4 @@ async def test_as_a_backend_the_state_is_opaque_json_and_an_unreadable_one_start
 async def test_as_a_backend_a_handoff_is_a_request_with_its_reason(engine: Engine) -> None:
     contact = {"id": "c1", "name": None, "phone": None, "attributes": {}, "tags": []}
     answer = await engine.answer(DialogueRequest("talk to a human", None, "en", "sms", contact, None))
-    assert answer.handoff == HandoffRequest("asked for a human")
+    assert answer.handoff == HandoffRequest("asked for a human", "billing")

@@ -110,3 +110,20 @@ async def test_outside_business_hours_the_customer_is_told_when_and_still_queued
         assert f"from {tomorrow} 09:00 (UTC)" in when["text"]
         [conversation] = await queued(client)
         assert conversation["mode"] == "queued"
+
+
+async def test_a_tagged_customer_goes_straight_to_a_person_of_the_rule_s_team(hub: HubFactory) -> None:
+    rules = [{"tag": "vip", "team": "vip", "reason": "vip customer"}]
+    teams = {"support": {}, "vip": {}}
+    async with small_hub(hub, handoff__rules=rules, handoff__teams=teams) as client:
+        zoe = Customer(client, "telegram", "650004")
+        await zoe.say("hi")
+        [greeting] = await zoe.replies(1)
+        assert greeting["text"].startswith("Hi")  # not a VIP yet: the bot answers
+        patched = await client.http.patch(f"/api/v1/contacts/{await zoe.contact_id()}", json={"add_tags": ["vip"]})
+        assert patched.status_code == 200
+        await zoe.say("hi again")
+        told, _ = await zoe.replies(2)
+        assert "colleague" in told["text"]
+        [conversation] = await queued(client)
+        assert (conversation["team"], conversation["handoff_reason"]) == ("vip", "vip customer")
