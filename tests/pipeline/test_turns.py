@@ -73,12 +73,24 @@ async def test_the_backend_state_is_stored_unread_and_handed_back() -> None:
     assert [r.state for r in backend.requests] == [None, "opaque, whatever it is"]
 
 
-@pytest.mark.parametrize("mode", ["queued", "assigned", "resolved"])
+@pytest.mark.parametrize("mode", ["queued", "assigned"])
 async def test_a_conversation_a_human_has_never_reaches_the_backend(mode: str) -> None:
     backend = RecordingBackend()
     outcome = await TurnHandler(backend, CAPABILITIES, "en").handle(snapshot(mode=mode), message("hello"), "1-0")
     assert backend.requests == [] and outcome.outbound == []
     assert [e.text for e in outcome.changes.history] == ["hello"]  # the console shows it
+
+
+async def test_after_a_resolve_a_rating_is_recorded_and_anything_else_goes_to_the_bot() -> None:
+    backend = RecordingBackend()
+    turns = TurnHandler(backend, CAPABILITIES, "en")
+    rated = await turns.handle(snapshot(mode="resolved", csat="asked", id="c1-1-0"), message("4"), "2-0")
+    assert backend.requests == [] and rated.changes.conversation["csat"] == "4"
+    assert rated.changes.profile["csat"] == "4" and rated.changes.mode is None
+    talked = await turns.handle(snapshot(mode="resolved", csat="4", id="c1-1-0"), message("hello"), "3-0")
+    assert [r.text for r in backend.requests] == ["hello"]  # a new conversation, with the bot
+    assert (talked.changes.conversation["mode"], talked.changes.conversation["id"]) == ("bot", "c1-3-0")
+    assert talked.changes.mode == ("resolved", "bot")
 
 
 async def test_stop_is_answered_while_a_human_has_the_conversation() -> None:
