@@ -19,7 +19,8 @@ from bot.context import keys
 
 MAXLEN = 100_000
 SOURCE = "omnihub"
-EventType = Literal["contact.merged", "contact.unmerged", "contact.erased"]
+EventType = Literal["contact.merged", "contact.unmerged", "contact.erased",
+                    "conversation.sla_breached", "conversation.queue_timeout"]
 
 
 def cloud_event(kind: EventType, subject: str, data: dict[str, Any]) -> dict[str, Any]:
