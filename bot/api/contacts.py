@@ -56,7 +56,8 @@ async def find_contacts(
     channel: Annotated[Channel | None, Query(description="with `user_id`: a channel identity")] = None,
     user_id: str | None = None,
     tag: Tag | None = None,
-    cursor: Annotated[int, Query(ge=0, description="with `tag`: `next_cursor` of the previous page")] = 0,
+    cursor: Annotated[int, Query(ge=0, le=2**64 - 1,  # what Redis' SSCAN takes
+                                 description="with `tag`: `next_cursor` of the previous page")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ContactList:
     if tag is not None:

@@ -8,6 +8,7 @@ the contact sent since) and removes the letter. Letters are named `<partition>:<
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -53,11 +54,14 @@ class BadLetterId(ValueError):
     """Not a dead-letter id of this hub."""
 
 
+_LETTER_ID = re.compile(r"([0-9]{1,4}):([0-9]{1,20}-[0-9]{1,20})")
+
+
 def parse_id(letter_id: str, partitions: int) -> tuple[int, str]:
-    p, _, stream_entry = letter_id.partition(":")
-    if not p.isdigit() or int(p) >= partitions or not stream_entry.replace("-", "").isdigit():
-        raise BadLetterId(f"{letter_id!r} is not a dead-letter id (expected '<partition>:<stream id>')")
-    return int(p), stream_entry
+    found = _LETTER_ID.fullmatch(letter_id)
+    if found is not None and int(found.group(1)) < partitions:
+        return int(found.group(1)), found.group(2)
+    raise BadLetterId(f"{letter_id!r} is not a dead-letter id (expected '<partition>:<stream id>')")
 
 
 class DeadLetters:
