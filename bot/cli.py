@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from bot.api.http_server import server_config
 from bot.dead_letter_cli import dead
 from bot.dialogue import DialogError, Engine
+from bot.handoff.cli import agents, teams
 from bot.models import Channel
 from bot.redaction import RedactingFilter, configured_secrets
 from bot.redis_server import EmbeddedRedis, RedisUnavailable, connect
@@ -30,6 +31,8 @@ from bot.settings import ConfigError, Settings, load_settings
 app = typer.Typer(help="Omnihub: one bot and one customer memory for Telegram, WhatsApp, Viber and SMS.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(dead, name="dead")
+app.add_typer(agents, name="agents")
+app.add_typer(teams, name="teams")
 log = logging.getLogger("omnihub")
 
 

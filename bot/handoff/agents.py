@@ -10,7 +10,9 @@ by itself.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import functools
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -26,8 +28,25 @@ from bot.context import keys
 
 Role = Literal["agent", "supervisor", "admin", "marketer"]
 _hasher = PasswordHasher()
-# verified when an email is unknown, so a wrong email costs as long as a wrong password
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when an email is unknown, so a wrong email costs as long as a wrong password."""
+    return _hasher.hash(secrets.token_hex(16))
+
+
+async def _hash(password: str) -> str:
+    """argon2 takes tens of milliseconds of CPU: off the event loop, so other requests go on."""
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def _matches(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
 
 _RESERVE = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
@@ -120,7 +139,7 @@ class AgentStore:
         await self.redis.hset(keys.agent(agent_id), mapping={
             "email": email, "name": agent.name, "role": agent.role, "teams": orjson.dumps(agent.teams).decode(),
             "capacity": agent.capacity, "languages": orjson.dumps(agent.languages).decode(),
-            "disabled": "0", "created_at": agent.created_at, "pw": _hasher.hash(new.password),
+            "disabled": "0", "created_at": agent.created_at, "pw": await _hash(new.password),
         })
         await self.redis.sadd(keys.AGENTS, agent_id)
         return agent
@@ -156,16 +175,14 @@ class AgentStore:
         if len(password) < 8:
             raise AgentError("a password needs at least 8 characters", 422)
         await self._existing(agent_id)
-        await self.redis.hset(keys.agent(agent_id), "pw", _hasher.hash(password))
+        await self.redis.hset(keys.agent(agent_id), "pw", await _hash(password))
 
     async def verify(self, email: str, password: str) -> Agent | None:
         """The agent with this email and password, if enabled. An unknown email costs one hash check
         too, so timing does not tell which emails exist."""
         agent_id = await self.redis.get(keys.agent_email(email))
         fields = await self.redis.hgetall(keys.agent(str(agent_id))) if agent_id is not None else {}
-        try:
-            _hasher.verify(fields.get("pw") or _DUMMY_HASH, password)
-        except (VerificationError, InvalidHashError):
+        if not await asyncio.to_thread(_matches, str(fields.get("pw") or _dummy_hash()), password):
             return None
         if not fields or fields.get("disabled") == "1":
             return None

@@ -37,6 +37,10 @@ class Teams:
             return TeamSettings.model_validate_json(raw)
         return self.settings.teams.get(name)
 
+    async def stored_names(self) -> list[str]:
+        """The teams kept in Redis (the rest come from the configuration)."""
+        return [str(name) for name in await self.redis.hkeys(keys.TEAMS)]
+
     async def add(self, name: str, team: TeamSettings) -> None:
         """Store (or replace) a team."""
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
