@@ -21,6 +21,7 @@ from bot.api.http_server import server_config
 from bot.dead_letter_cli import dead
 from bot.dialogue import DialogError, Engine
 from bot.handoff.cli import agents, teams
+from bot.handoff.demo import DEMO_EMAIL, DEMO_PASSWORD
 from bot.models import Channel
 from bot.redaction import RedactingFilter, configured_secrets
 from bot.redis_server import EmbeddedRedis, RedisUnavailable, connect
@@ -92,6 +93,8 @@ def banner(settings: Settings, run_workers: bool) -> None:
         mode = "sandbox (built-in emulator)" if settings.sandbox(channel) else "live"
         typer.echo(f"  {channel:<9} {mode}")
     typer.echo(f"  sandbox   {url}/sandbox     API docs {url}/docs     metrics {url}/metrics")
+    if hub.all_sandbox:
+        typer.echo(f"  console   {url}/console     sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}")
     typer.echo(f"  webhooks  {settings.public_url or url}/webhooks/{{telegram,twilio,twilio/status,viber}}")
 
 

@@ -28,9 +28,11 @@ from bot.context.store import ContextStore
 from bot.dialogue import Engine
 from bot.dialogue.loader import load_dialogs
 from bot.handoff.agents import AgentStore
+from bot.handoff.demo import ensure_demo_agent
 from bot.handoff.desk import Desk
 from bot.handoff.notices import Notices
 from bot.handoff.queue_notices import QueueNotices
+from bot.handoff.router import Router
 from bot.handoff.teams import Teams
 from bot.models import Channel, InboundEvent
 from bot.pipeline.dead_letters import DeadLetters
@@ -90,6 +92,11 @@ class Hub:
     @property
     def public_url(self) -> str:
         return self.settings.public_url or self.settings.local_url
+
+    @property
+    def all_sandbox(self) -> bool:
+        """No channel has real credentials: the hub is a sandbox to try things in."""
+        return bool(self.connectors) and all(c in self.sandboxed for c in self.connectors)
 
     @property
     def sandbox_channels(self) -> list[str]:
@@ -154,6 +161,8 @@ class Hub:
         for name, connector in self.connectors.items():
             await connector.start(None)
             self.channel_state[name] = "registering" if name in registering else "live"
+        if self.run_api and self.all_sandbox:
+            await ensure_demo_agent(self.agents)  # so a newcomer can sign in to /console at once
         self._tasks.append(asyncio.create_task(self._go_live(registering), name="go-live"))
 
     async def _go_live(self, registering: set[Channel]) -> None:
@@ -227,7 +236,8 @@ class Hub:
                 group.create_task(sender.run(p, halt))
 
         leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
-        await asyncio.gather(leases.run(self._stop), self._sweep_merges())
+        router = Router(self.redis, self.desk, self.agents, self.teams, s.handoff)
+        await asyncio.gather(leases.run(self._stop), self._sweep_merges(), router.run(self._stop))
 
     async def _sweep_merges(self) -> None:
         """Finish merges whose merger died between two of their steps (bot.context.merge, journals).

@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.handoff.agents import AgentStore
+from bot.handoff.demo import DEMO_EMAIL, DEMO_PASSWORD
 from tests.conftest import HubFactory
 from tests.pipeline.customer import Customer, small_hub
 
@@ -127,3 +128,9 @@ async def test_a_tagged_customer_goes_straight_to_a_person_of_the_rule_s_team(hu
         assert "colleague" in told["text"]
         [conversation] = await queued(client)
         assert (conversation["team"], conversation["handoff_reason"]) == ("vip", "vip customer")
+
+
+async def test_a_sandbox_hub_has_a_demo_agent_who_can_sign_in(hub: HubFactory, redis: Redis) -> None:
+    async with small_hub(hub):
+        agent = await AgentStore(redis).verify(DEMO_EMAIL, DEMO_PASSWORD)
+        assert agent is not None and agent.role == "supervisor"
