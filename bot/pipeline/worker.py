@@ -195,12 +195,10 @@ class Worker:
         for name in changes.drop_conversation_fields:
             conversation.pop(name, None)
         queued = changes.mode is not None and changes.mode[1] == "queued"
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for message in live.changes(snapshot.cid, conversation, events):
-                pipe.publish(live.CONSOLE, message)
-            if queued:
-                pipe.publish(live.ROUTER, snapshot.cid)
-            await pipe.execute()
+        for message in live.changes(snapshot.cid, conversation, events):  # not pipelined: a cluster refuses
+            await self.redis.publish(live.CONSOLE, message)                 # PUBLISH in a pipeline
+        if queued:
+            await self.redis.publish(live.ROUTER, snapshot.cid)
         if queued and self.on_queued is not None:
             await self.on_queued(snapshot.cid, conversation.get("id", ""), conversation.get("team"), entry_id)
 
