@@ -34,6 +34,7 @@ from bot.settings import HandoffSettings, TeamSettings
 log = logging.getLogger(__name__)
 STALE_RESERVATION_MS = 30_000  # a place held this long for a conversation the agent does not have is a leak
 HISTORY_LOOKBACK = 50  # entries read to tell whether an SLA is really broken
+ARM_WINDOW_SECONDS = 10.0  # how far back the router looks for conversations people claimed
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -60,6 +61,7 @@ class Router:
         self.leading = False
         self.last_pick: dict[str, int] = {}
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
+        self.armed: dict[str, float] = {}  # contact id -> the assignment (index score) whose clock is set
         self._wake = asyncio.Event()
         self._renew = redis.register_script(_RENEW)
 
@@ -104,6 +106,7 @@ class Router:
         online = await self.agents.online_ids()
         present = [a for a in everyone if a.id in online and not a.disabled]
         await self._take_back(everyone, {a.id for a in present}, report)
+        await self._arm_new_assignments(teams)
         await self._enforce_slas(teams, now, report)
         queued = await self.desk.queued()
         waiting = await self._time_out(queued, teams, now, report)
@@ -144,6 +147,25 @@ class Router:
                         report.released.append(str(conv_id))
                 elif time.time() * 1000 - since > STALE_RESERVATION_MS:
                     await self.agents.release(agent_id, str(cid))  # a place for a conversation it no longer has
+
+    async def _arm_new_assignments(self, teams: dict[str, TeamSettings]) -> None:
+        """Start the first-response clock of conversations people claimed themselves (the console, the
+        API): the mode index lists what became assigned lately. It is written just before the
+        contact's MULTI, so the window looks back `ARM_WINDOW_SECONDS` rather than from the last round."""
+        since = time.time() - ARM_WINDOW_SECONDS
+        recent: list[tuple[str, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
+            keys.by_mode("assigned"), since, "+inf", withscores=True)
+        self.armed = {cid: at for cid, at in self.armed.items() if at >= since}
+        for cid, at in recent:
+            if self.armed.get(cid) == at:
+                continue
+            conv: dict[str, str] = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[assignment]
+            team = self._team(teams, conv.get("team"))
+            if conv.get("mode") != "assigned" or not conv.get("assigned_at") or team is None:
+                continue  # not committed yet (seen again next round), or moved on already
+            self.armed[cid] = at
+            deadline = sla_deadline(team, "first", float(conv["assigned_at"])) * 1000
+            await self.redis.zadd(keys.SLA, {sla.member("first", cid): deadline}, nx=True)
 
     async def _enforce_slas(self, teams: dict[str, TeamSettings], now: float, report: RoundReport) -> None:
         """An overdue clock is checked against the history (the truth): a broken promise is recorded and

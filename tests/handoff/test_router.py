@@ -194,3 +194,14 @@ async def test_router_outlives_an_absent_redis(redis_url: str, caplog: pytest.Lo
     stop.set()
     await asyncio.wait_for(task, 5)
     await nowhere.aclose()
+
+
+async def test_a_claim_by_hand_gets_an_sla_clock_too(hub: HubFactory, redis: Redis, redis_url: str) -> None:
+    async with routing(hub, redis, redis_url) as r:
+        ada = await r.agent("Ada")
+        [kim] = await r.customers(1)
+        view = await r.desk.assign((await r.view(kim)).id, ada.id)  # from the console, not the router
+        await r.router.round()
+        sla = r.settings.handoff.teams["support"].first_response_sla_seconds
+        assert (await r.router.round(now=time.time() + sla - 5)).breached == []
+        assert (await r.router.round(now=time.time() + sla + 5)).breached == [view.id]
