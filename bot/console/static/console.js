@@ -4,6 +4,7 @@
 
 const CHANNEL_NAMES = { telegram: "Telegram", whatsapp: "WhatsApp", sms: "SMS", viber: "Viber" };
 const TICKS = { queued: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗", undelivered: "✗", blocked: "⛔" };
+const REPLY_HINT = "Write to the customer… (Enter sends)";
 const state = { me: null, current: null, lists: { queue: [], mine: [], others: [] }, agents: [], teams: [], order: [] };
 
 function el(tag, props = {}, ...children) {
@@ -118,13 +119,18 @@ function transferForm(view) {
     const [kind, target] = [select.value.split(":")[0], select.value.slice(select.value.indexOf(":") + 1)];
     if (!select.value) return;
     const body = kind === "agent" ? { agent_id: target } : { team: target };
-    if (await act(`/conversations/${view.id}/transfer`, body)) await refresh();
+    if (await act(`/conversations/${view.id}/transfer`, body)) {
+      await (kind === "agent" ? leave(`Transferred to ${agentName(target)}.`) : leave(`Back in the ${target} queue.`));
+    }
   } }, select, el("button", { type: "submit" }, "Transfer"));
 }
 
 function replyForm(view, canned) {
-  const text = el("textarea", { "aria-label": "Reply", rows: 3, placeholder: "Write to the customer… (Enter sends)" });
-  const asNote = el("input", { type: "checkbox" });
+  const text = el("textarea", { "aria-label": "Reply", rows: 3, placeholder: REPLY_HINT });
+  const asNote = el("input", { type: "checkbox", onchange: () => {
+    form.classList.toggle("as-note", asNote.checked);
+    text.placeholder = asNote.checked ? "Internal note: only agents see it (Enter adds it)" : REPLY_HINT;
+  } });
   const buttons = el("input", { "aria-label": "Quick replies", placeholder: "Quick replies, comma-separated" });
   const link = el("input", { "aria-label": "Attachment link", type: "url", placeholder: "https://… (attachment link)" });
   const pick = el("select", { "aria-label": "Canned response", onchange: () => {
@@ -156,28 +162,42 @@ function windowNotice(view, template) {
     `WhatsApp's 24-hour window is closed: the customer last wrote more than 24 hours ago.${offer}`);
 }
 
+function paneParts(id) {  // the pane's parts, kept while it shows one conversation
+  const pane = document.getElementById("pane");
+  if (pane.dataset.conversation !== id) {
+    pane.replaceChildren(el("header"), el("p", { class: "error", role: "alert" }), el("div"),
+      el("ol", { class: "history", role: "log", "aria-label": "History" }), el("div", { class: "footer" }));
+    pane.dataset.conversation = id;
+  }
+  return pane.children;
+}
+
 function renderPane(data) {
   const view = data.conversation;
   const mineNow = view.assignee === state.me.id;
+  const answers = view.mode === "assigned" && (mineNow || state.me.oversees);
   const actions = el("div", { class: "actions" },
     view.mode === "queued" ? el("button", { type: "button", onclick: async () => {
       if (await act(`/conversations/${view.id}/claim`)) await refresh();
     } }, "Claim") : null,
     view.mode !== "resolved" ? transferForm(view) : null,
-    view.mode === "assigned" && (mineNow || state.me.oversees) ? el("button", { type: "button", onclick: async () => {
-      if (await act(`/conversations/${view.id}/resolve`)) await refresh();
+    answers ? el("button", { type: "button", onclick: async () => {
+      if (await act(`/conversations/${view.id}/resolve`)) await leave("Resolved: the customer is asked for a rating.");
     } }, "Resolve") : null);
   const status = view.mode === "assigned" ? `assigned to ${mineNow ? "you" : agentName(view.assignee)}` : view.mode;
-  const log = el("ol", { class: "history", role: "log", "aria-label": "History" }, ...data.history.map(entryItem));
-  document.getElementById("pane").replaceChildren(
-    el("header", {}, el("h2", {}, view.name || view.user_id || view.contact_id), badge(view.channel),
-      el("span", { class: "meta" }, ` ${status} · team ${view.team || "—"}${view.handoff_reason
-        ? ` · ${view.handoff_reason}` : ""}`), actions),
-    el("p", { class: "error", role: "alert" }), windowNotice(view, data.whatsapp_template), log,
-    view.mode === "assigned" && (mineNow || state.me.oversees) ? replyForm(view, data.canned)
-      : el("p", { class: "empty" }, view.mode === "queued" ? "Claim the conversation to answer."
-        : "This conversation is not with you."));
+  const [header, , notice, log, footer] = paneParts(view.id);
+  header.replaceChildren(el("h2", {}, view.name || view.user_id || view.contact_id), badge(view.channel),
+    el("span", { class: "meta" }, ` ${status} · team ${view.team || "—"}${view.handoff_reason
+      ? ` · ${view.handoff_reason}` : ""}`), actions);
+  notice.replaceChildren(...[windowNotice(view, data.whatsapp_template)].filter(Boolean));
+  log.replaceChildren(...data.history.map(entryItem));
   log.scrollTop = log.scrollHeight;
+  if (!answers) {  // live re-renders keep the reply form, and with it what the agent is typing
+    footer.replaceChildren(el("p", { class: "empty" }, view.mode === "queued" ? "Claim the conversation to answer."
+      : "This conversation is not with you."));
+  } else if (!footer.querySelector("form.reply")) {
+    footer.replaceChildren(replyForm(view, data.canned));
+  }
   renderProfile(data.profile);
 }
 
@@ -203,12 +223,23 @@ async function open(id) {
   if (box) box.focus();
 }
 
+async function leave(message) {  // the conversation left this agent: say what became of it
+  state.current = null;
+  history.replaceState(null, "", location.pathname);
+  const pane = document.getElementById("pane");
+  delete pane.dataset.conversation;
+  pane.replaceChildren(el("p", { class: "empty", "aria-live": "polite" }, message));
+  document.getElementById("profile").replaceChildren();
+  await loadLists();
+}
+
 async function refresh() {
   await loadLists();
   if (!state.current) return;
   try {
     renderPane(await api(`/conversations/${encodeURIComponent(state.current)}`));
   } catch (error) {  // gone from this agent's view (transferred away, resolved and a new one began)
+    delete document.getElementById("pane").dataset.conversation;
     document.getElementById("pane").replaceChildren(el("p", { class: "empty" }, `This conversation is closed to you: ${error.message}`));
     document.getElementById("profile").replaceChildren();
   }
