@@ -9,7 +9,6 @@ partition; its refusals (409: another agent holds it) reach the browser with the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -19,7 +18,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from bot.console.access import may_see, oversees
 from bot.console.canned import canned_for
 from bot.console.deps import Acting, Me, Parts, SignedIn
-from bot.context import keys
+from bot.handoff import sla
 from bot.handoff.desk import ConversationView, DeskError
 from bot.models import Button
 
@@ -61,9 +60,8 @@ async def desk_call(action: Awaitable[object]) -> dict[str, bool]:
 
 
 async def sla_breaches(parts: Parts) -> list[str]:
-    """Contact ids whose first-response or reply deadline (`omni:sla`, kept by the router) has passed."""
-    due = await parts.hub.redis.zrangebyscore(keys.SLA, 0, int(time.time() * 1000))
-    return sorted({str(member).partition(":")[2] for member in due})
+    """Contact ids whose first-response or reply clock (`bot.handoff.sla`) is past its deadline."""
+    return sorted({cid for _, cid in await sla.overdue(parts.hub.redis)})
 
 
 @router.get("/me")

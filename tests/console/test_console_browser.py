@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from redis.asyncio import Redis
 
+from bot.context import keys
 from bot.sandbox.client import SandboxClient
 from tests.conftest import HubFactory
 from tests.console.signin import PASSWORD, add_agent
@@ -26,6 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 SCREENSHOTS = Path("/tmp")
+FALLBACK = "HX" + "c" * 32  # a WhatsApp template's Content SID
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM} (Playwright cannot download a browser on this machine)"
 )
@@ -67,16 +71,19 @@ def listed(page: Page, name: str, who: str) -> Locator:
     return page.get_by_role("list", name=name).get_by_role("button", name=re.compile(who))
 
 
-async def hears(customer: Customer, text: str) -> list[str]:
-    """What the customer was sent up to and including `text` (queue notices may come before it)."""
-    got: list[str] = []
+async def sent_until(customer: Customer, done: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    """What the hub sent the customer up to the first message that is `done` (notices may come first)."""
+    got: list[dict[str, Any]] = []
     deadline = time.monotonic() + 15
-    while text not in got and (left := deadline - time.monotonic()) > 0:
-        messages = await customer.client.replies(customer.channel, customer.user, after=customer.seen, wait=left)
-        customer.seen = max([customer.seen, *(m["seq"] for m in messages)])
-        got += [m["text"] or "" for m in messages]
-    assert text in got, f"{customer.channel} never got {text!r}: {got}"
+    while not any(done(m) for m in got) and (left := deadline - time.monotonic()) > 0:
+        got += await customer.client.replies(customer.channel, customer.user, after=customer.seen, wait=left)
+        customer.seen = max([customer.seen, *(m["seq"] for m in got)])
+    assert any(done(m) for m in got), f"{customer.channel} never got it: {got}"
     return got
+
+
+async def hears(customer: Customer, text: str) -> list[dict[str, Any]]:
+    return await sent_until(customer, lambda message: message["text"] == text)
 
 
 async def reply(page: Page, text: str) -> None:
@@ -148,3 +155,70 @@ async def test_two_agents_serve_a_customer_across_telegram_and_whatsapp(hub: Hub
         await whatsapp.say("hi")
         [greeting] = await whatsapp.replies(1)
         assert (greeting["text"] or "").startswith("Hi")  # the bot answers again
+
+
+@pytest.mark.browser
+@needs_chromium
+async def test_outside_the_whatsapp_window_the_console_says_so_and_sends_the_template(
+    hub: HubFactory, redis: Redis, browser: Browser
+) -> None:
+    async with small_hub(hub, twilio__whatsapp_fallback_template=FALLBACK) as client:
+        await add_agent(client, "ivy@example.com", "Ivy")
+        whatsapp = Customer(client, "whatsapp", "+79990008899")
+        async with console(browser, client, "ivy@example.com") as ivy:
+            await whatsapp.say("talk to a human")
+            arrived = listed(ivy, "Queue", r"\+79990008899").or_(listed(ivy, "My conversations", r"\+79990008899"))
+            await expect(arrived).to_be_visible()
+            cid = await whatsapp.contact_id()
+            await redis.hset(keys.contact(cid), "seen:whatsapp", f"{time.time() - 25 * 3600:.0f}")  # a day ago
+            await arrived.click()
+            with contextlib.suppress(PlaywrightTimeout):
+                await ivy.get_by_role("button", name="Claim").click(timeout=2_000)
+            notice = ivy.get_by_role("note")
+            await expect(notice).to_contain_text("WhatsApp's 24-hour window is closed")
+            await expect(notice).to_contain_text(FALLBACK)
+            await ivy.get_by_role("textbox", name="Reply").fill("Your refund is ready.")
+            await ivy.get_by_role("button", name="Send as template").click()
+            sent = await sent_until(whatsapp, lambda message: message["raw"].get("ContentSid") == FALLBACK)
+            assert "Body" not in sent[-1]["raw"] and "Your refund is ready." in sent[-1]["raw"]["ContentVariables"]
+            await expect(ivy.get_by_role("log", name="History")).to_contain_text(f"sent as template {FALLBACK}")
+            await ivy.screenshot(path=str(SCREENSHOTS / "console-whatsapp-window.png"))
+
+
+@pytest.mark.browser
+@needs_chromium
+async def test_a_supervisor_sees_every_agents_load_and_reassigns(hub: HubFactory, browser: Browser) -> None:
+    async with small_hub(hub) as client:
+        await add_agent(client, "kai@example.com", "Kai")
+        await add_agent(client, "lea@example.com", "Lea")
+        await add_agent(client, "max@example.com", "Max", role="supervisor", teams=("escalations",))
+        telegram = Customer(client, "telegram", "720009")
+        async with console(browser, client, "kai@example.com") as kai, \
+                console(browser, client, "max@example.com") as max_, console(browser, client, "lea@example.com"):
+            await telegram.say("talk to a human")
+            held = max_.get_by_role("list", name="Other agents' conversations").get_by_role(
+                "button", name=re.compile("Sandbox"))
+            await expect(held).to_contain_text(re.compile("with (Kai|Lea)"))  # the router gave it to one of them
+            holder, other = ("Kai", "Lea") if "Kai" in (await held.text_content() or "") else ("Lea", "Kai")
+            agents = max_.get_by_role("list", name="Agents", exact=True)
+            await expect(agents).to_contain_text(f"{holder} · 1/5")
+            await expect(agents).to_contain_text(f"{other} · 0/5")
+            await held.click()
+            await max_.get_by_role("combobox", name="Transfer to").select_option(label=other)
+            await max_.get_by_role("button", name="Transfer").click()
+            await expect(agents).to_contain_text(f"{other} · 1/5")
+            await expect(agents).to_contain_text(f"{holder} · 0/5")
+            if other == "Kai":
+                await expect(listed(kai, "My conversations", "Sandbox")).to_be_visible()
+
+
+@pytest.mark.browser
+@needs_chromium
+async def test_the_sandbox_links_to_the_console(hub: HubFactory, browser: Browser) -> None:
+    async with small_hub(hub) as client:
+        page = await browser.new_page()
+        await page.goto(f"{str(client.http.base_url).rstrip('/')}/sandbox")
+        await page.get_by_role("link", name="Agent console").click()
+        await expect(page).to_have_url(re.compile(r"/console/login$"))
+        await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        await page.close()

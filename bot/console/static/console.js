@@ -156,8 +156,9 @@ function replyForm(view, canned) {
 
 function windowNotice(view, template) {
   if (view.channel !== "whatsapp" || view.window_open !== false) return null;
-  const offer = template ? ` A reply now goes out as the approved template “${template}”.`
-    : " No template is configured (twilio.whatsapp_fallback_template), so a reply cannot be delivered.";
+  const offer = template
+    ? ` Send your reply as the approved template “${template}” (your text, up to 100 characters, fills it in).`
+    : " No template is configured (twilio.whatsapp_fallback_template), so a reply cannot be delivered now.";
   return el("p", { class: "window", role: "note" },
     `WhatsApp's 24-hour window is closed: the customer last wrote more than 24 hours ago.${offer}`);
 }
@@ -198,6 +199,8 @@ function renderPane(data) {
   } else if (!footer.querySelector("form.reply")) {
     footer.replaceChildren(replyForm(view, data.canned));
   }
+  const send = footer.querySelector("form.reply button[type=submit]");
+  if (send) send.textContent = view.window_open === false && data.whatsapp_template ? "Send as template" : "Send";
   renderProfile(data.profile);
 }
 
