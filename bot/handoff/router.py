@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 STALE_RESERVATION_MS = 30_000  # a place held this long for a conversation the agent does not have is a leak
 HISTORY_LOOKBACK = 50  # entries read to tell whether an SLA is really broken
 ARM_WINDOW_SECONDS = 10.0  # how far back the router looks for conversations people claimed
+TIMEOUT_SCAN_SECONDS = 1.0  # how often a full queue nobody has room for is read for queue timeouts
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -54,13 +55,14 @@ class RoundReport:
 
 class Router:
     def __init__(self, redis: Redis, desk: Desk, agents: AgentStore, teams: Teams, settings: HandoffSettings,
-                 concurrency: int = 32) -> None:
+                 concurrency: int = 1) -> None:
         self.redis, self.desk, self.agents, self.teams, self.settings = redis, desk, agents, teams, settings
         self.concurrency = concurrency
         self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.leading = False
         self.last_pick: dict[str, int] = {}
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
+        self.next_timeout_scan = 0.0
         self.armed: dict[str, float] = {}  # contact id -> the assignment (index score) whose clock is set
         self._wake = asyncio.Event()
         self._renew = redis.register_script(_RENEW)
@@ -98,7 +100,10 @@ class Router:
         return self.leading
 
     async def round(self, now: float | None = None) -> RoundReport:
-        """One pass: take back from absent agents, enforce SLAs and queue timeouts, then assign."""
+        """One pass: take back from absent agents, enforce SLAs and queue timeouts, then assign.
+
+        Assignments go one after another by default: in a process that also runs workers they share
+        one event loop, and more in flight only queues them (tests/bench/handoff.py)."""
         now = now or time.time()
         report = RoundReport()
         teams = await self.teams.all()
@@ -108,9 +113,13 @@ class Router:
         await self._take_back(everyone, {a.id for a in present}, report)
         await self._arm_new_assignments(teams)
         await self._enforce_slas(teams, now, report)
+        loads = await self.agents.loads([a.id for a in present])
+        room = any(loads[a.id] < a.capacity for a in present)
+        if not room and now < self.next_timeout_scan:
+            return report  # nobody can take a chat: reading the whole queue can wait for the timeout scan
+        self.next_timeout_scan = now + TIMEOUT_SCAN_SECONDS
         queued = await self.desk.queued()
         waiting = await self._time_out(queued, teams, now, report)
-        loads = await self.agents.loads([a.id for a in present])
         picks = plan(waiting, teams, self.settings.default_team, present, loads, self.last_pick, self.avoid)
         gate = asyncio.Semaphore(self.concurrency)
         done = await asyncio.gather(*(self._assign(pick, teams, gate) for pick in picks))
