@@ -19,14 +19,20 @@ from bot.console.deps import COOKIE, Parts, check_csrf, same_origin, signed_in_a
 from bot.console.sessions import LOGIN_WINDOW_SECONDS
 
 STATIC = Path(__file__).resolve().parent / "static"
-NO_STORE = {"Cache-Control": "no-store"}
+PAGE_HEADERS = {  # the console's pages load only their own files, and no other site may frame them
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 def login_page(message: str = "", status: int = 200) -> HTMLResponse:
     page = (STATIC / "login.html").read_text(encoding="utf-8")
-    return HTMLResponse(page.replace("{{ message }}", html.escape(message)), status, headers=NO_STORE)
+    return HTMLResponse(page.replace("{{ message }}", html.escape(message)), status, headers=PAGE_HEADERS)
 
 
 def secure(request: Request, public_url: str | None) -> bool:
@@ -71,6 +77,7 @@ async def logout(request: Request, parts: Parts) -> Response:
         raise HTTPException(401, "not signed in")
     check_csrf(request, me)
     await parts.sessions.close(me.session.token)
+    await parts.agents.set_offline(me.agent.id)  # gone: the router gives their conversations to others
     response = JSONResponse({"signed_out": True})
     response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict",
                            secure=secure(request, parts.hub.settings.public_url))

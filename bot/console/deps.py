@@ -56,12 +56,12 @@ class SignedIn:
 
 
 async def signed_in_agent(conn: HTTPConnection, parts: ConsoleParts) -> SignedIn | None:
-    """The session's agent, or None: no cookie, an unknown or closed session, a removed agent."""
+    """The session's agent, or None: no cookie, an unknown or closed session, a removed or disabled agent."""
     session = await parts.sessions.find(conn.cookies.get(COOKIE))
     if session is None:
         return None
     agent = await parts.agents.get(session.agent_id)
-    return SignedIn(session, agent) if agent is not None else None
+    return SignedIn(session, agent) if agent is not None and not agent.disabled else None
 
 
 async def require_agent(conn: HTTPConnection, parts: Parts) -> SignedIn:

@@ -9,18 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 
-from bot.console.auth import NO_STORE, STATIC
+from bot.console.auth import PAGE_HEADERS, STATIC
 from bot.console.deps import Parts, signed_in_agent
 
 ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate (ETag): an upgraded hub serves its new files at once
-PAGE_HEADERS = {
-    **NO_STORE,
-    "Content-Security-Policy": "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 

@@ -126,7 +126,6 @@ async def test_two_agents_serve_a_customer_across_telegram_and_whatsapp(hub: Hub
             await expect(history.locator(".badge.whatsapp").first).to_be_visible()
             await reply(anna, "Got it, carrying on here.")
             assert await hears(whatsapp, "Got it, carrying on here.")
-            pass  # TEMP read ticks
             await anna.get_by_role("textbox", name="Reply").fill("Refund approved by finance")
             await anna.get_by_text("Internal note (never sent)").click()
             await anna.get_by_role("textbox", name="Reply").press("Enter")
@@ -141,7 +140,10 @@ async def test_two_agents_serve_a_customer_across_telegram_and_whatsapp(hub: Hub
                 mine = listed(boris, "My conversations", "Sandbox")
                 await expect(mine).to_be_visible()  # live in the other browser
                 await mine.click()
-                await expect(boris.get_by_role("log", name="History")).to_contain_text("Refund approved by finance")
+                handed = boris.get_by_role("log", name="History")
+                await expect(handed).to_contain_text("Refund approved by finance")
+                await expect(handed.get_by_label("read").first).to_be_visible()  # WhatsApp's blue ticks
+                await expect(handed.get_by_label("sent").first).to_be_visible()  # Telegram reports no more
                 await boris.get_by_role("button", name="Resolve").click()
                 await expect(boris.get_by_role("main")).to_contain_text("Resolved: the customer is asked for a rating.")
                 await expect(mine).to_be_hidden()
@@ -203,7 +205,8 @@ async def test_a_supervisor_sees_every_agents_load_and_reassigns(hub: HubFactory
             agents = max_.get_by_role("list", name="Agents", exact=True)
             await expect(agents).to_contain_text(f"{holder} · 1/5")
             await expect(agents).to_contain_text(f"{other} · 0/5")
-            await held.click()
+            await max_.keyboard.press("Alt+ArrowDown")  # the next conversation, from the keyboard
+            await expect(max_.get_by_role("main")).to_contain_text(f"assigned to {holder}")
             await max_.get_by_role("combobox", name="Transfer to").select_option(label=other)
             await max_.get_by_role("button", name="Transfer").click()
             await expect(agents).to_contain_text(f"{other} · 1/5")

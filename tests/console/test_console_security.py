@@ -68,6 +68,18 @@ async def test_the_cookie_is_hardened_and_useless_after_logout(hub: HubFactory) 
             assert await refused_socket(client, {"Cookie": stolen, "Origin": ours}) == 403
 
 
+async def test_a_disabled_agent_is_signed_out_everywhere(hub: HubFactory) -> None:
+    async with small_hub(hub) as client:
+        gil = await add_agent(client, "gil@example.com", "Gil")
+        async with signed_in(client, "gil@example.com") as session:
+            assert (await session.http.get("/console/api/me")).status_code == 200
+            assert (await client.http.post(f"/api/v1/agents/{gil}/disable")).status_code == 200
+            assert (await session.http.get("/console/api/me")).status_code == 401
+            assert await refused_socket(client, {"Cookie": session.cookie, "Origin": origin(client)}) == 403
+        again = await client.http.post("/console/login", data={"email": "gil@example.com", "password": PASSWORD})
+        assert again.status_code == 401
+
+
 async def test_state_changes_need_the_csrf_token_and_the_socket_our_origin(hub: HubFactory) -> None:
     async with small_hub(hub) as client:
         await add_agent(client, "cat@example.com", "Cat")
