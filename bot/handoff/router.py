@@ -17,7 +17,9 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from bot.context import keys
@@ -63,13 +65,14 @@ class Router:
         self.last_pick: dict[str, int] = {}
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
         self.next_timeout_scan = 0.0
+        self.wrote: set[str] = set()  # contacts with a message in an assigned conversation, heard since the last round
         self.armed: dict[str, float] = {}  # contact id -> the assignment (index score) whose clock is set
         self._wake = asyncio.Event()
         self._renew = redis.register_script(_RENEW)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Route every `router_interval_seconds`, and at once when a conversation is queued, until `stop`."""
-        listener = asyncio.create_task(self._listen(stop), name="router-nudges")
+        listener = asyncio.create_task(self.listen(stop), name="router-nudges")
         backoff = Backoff()
         try:
             while not stop.is_set():
@@ -112,6 +115,7 @@ class Router:
         present = [a for a in everyone if a.id in online and not a.disabled]
         await self._take_back(everyone, {a.id for a in present}, report)
         await self._arm_new_assignments(teams)
+        await self._arm_reply_clocks(teams)
         await self._enforce_slas(teams, now, report)
         loads = await self.agents.loads([a.id for a in present])
         room = any(loads[a.id] < a.capacity for a in present)
@@ -241,19 +245,43 @@ class Router:
             return False
         return True
 
-    async def _listen(self, stop: asyncio.Event) -> None:
-        """Wake the loop when a worker says a conversation was queued; pub/sub may be lost, rounds are not."""
+    async def listen(self, stop: asyncio.Event) -> None:
+        """Hear the workers: a conversation was queued (wake the loop now), or a message came or went in
+        an assigned conversation (its reply clock may start). Pub/sub may be lost; rounds are not, and
+        every clock is checked against the history before it counts."""
         backoff = Backoff()
         while not stop.is_set():
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(live.ROUTER)
+                    await pubsub.subscribe(live.ROUTER, live.CONSOLE)
                     backoff.reset()
-                    async for _ in pubsub.listen():
-                        self._wake.set()
+                    async for message in pubsub.listen():
+                        self._heard(message)
             except REDIS_FAILURES as exc:
                 log.warning("router nudges unavailable (%s)", exc)
                 await self._pause(stop, backoff.next_delay())
+
+    def _heard(self, message: dict[str, Any]) -> None:
+        if message.get("channel") == live.ROUTER:
+            self._wake.set()
+            return
+        with contextlib.suppress(ValidationError):
+            change = live.Change.model_validate_json(message.get("data") or "")
+            if change.event == "message" and change.mode == "assigned":
+                self.wrote.add(change.contact)
+
+    async def _arm_reply_clocks(self, teams: dict[str, TeamSettings]) -> None:
+        """Start the reply clock of assigned conversations that had a message since the last round
+        (`NX`: a clock already running keeps its deadline; one started by the agent's own message is
+        dropped when it fires, as nothing is owed)."""
+        touched, self.wrote = self.wrote, set()
+        for cid in touched:
+            conv: dict[str, str] = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[assignment]
+            team = self._team(teams, conv.get("team"))
+            if conv.get("mode") == "assigned" and team is not None:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    sla.customer_wrote(pipe, cid, team)
+                    await pipe.execute()
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         stopping = asyncio.ensure_future(stop.wait())

@@ -4,6 +4,7 @@ leave, SLA breaches and queue timeouts — and the desk's 409 when two claim one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
+from bot.handoff import live
 from bot.handoff.desk import DeskError
 from bot.handoff.router import Router
 from bot.redis_server import free_port
@@ -89,26 +91,40 @@ async def test_first_response_sla_breach_is_recorded_and_rerouted(
 
 
 async def test_a_reply_clock_started_by_the_customer(hub: HubFactory, redis: Redis, redis_url: str) -> None:
-    from bot.handoff import sla
-
     async with routing(hub, redis, redis_url) as r:
         await r.agent("Ada")
         [kim] = await r.customers(1)
         await r.router.round()
         view = await r.view(kim)
+        [(_, before)] = await redis.pubsub_numsub(live.CONSOLE)
+        stop = asyncio.Event()
+        listening = asyncio.create_task(r.router.listen(stop))
+        await r.until(lambda: subscribed(redis, live.CONSOLE, at_least=int(before) + 1))
         await r.desk.reply(view.id, str(view.assignee), "Hi Kim")
+        await kim.replies(3)  # "a colleague will answer", the queue position, the agent's reply
         await kim.say("still there?")
         await kim.history_until(lambda items: items[-1].get("text") == "still there?")
-        team = r.settings.handoff.teams["support"]
+        await r.until(lambda: heard(r.router, view.contact_id))
         wrote = time.time()
-        async with redis.pipeline(transaction=False) as pipe:
-            sla.customer_wrote(pipe, view.contact_id, team, now=wrote)
-            await pipe.execute()
+        team = r.settings.handoff.teams["support"]
         assert (await r.router.round(now=wrote + team.reply_sla_seconds - 5)).breached == []
         report = await r.router.round(now=wrote + team.reply_sla_seconds + 5)
         assert report.breached == [view.id]
         [event] = await events_of(redis, "conversation.sla_breached")
         assert event["data"]["clock"] == "reply"  # type: ignore[index]
+        stop.set()
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+
+
+async def subscribed(redis: Redis, channel: str, at_least: int) -> bool:
+    [(_, count)] = await redis.pubsub_numsub(channel)
+    return int(count) >= at_least
+
+
+async def heard(router: Router, cid: str) -> bool:
+    return cid in router.wrote
 
 
 async def test_queue_timeout_hands_back_to_the_bot(hub: HubFactory, redis: Redis, redis_url: str) -> None:
