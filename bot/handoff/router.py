@@ -68,6 +68,7 @@ class Router:
         self.wrote: set[str] = set()  # contacts with a message in an assigned conversation, heard since the last round
         self.armed: dict[str, float] = {}  # contact id -> the assignment (index score) whose clock is set
         self._wake = asyncio.Event()
+        self.listening = asyncio.Event()  # subscribed to the workers' news
         self._renew = redis.register_script(_RENEW)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -254,10 +255,12 @@ class Router:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(live.ROUTER, live.CONSOLE)
+                    self.listening.set()
                     backoff.reset()
                     async for message in pubsub.listen():
                         self._heard(message)
             except REDIS_FAILURES as exc:
+                self.listening.clear()
                 log.warning("router nudges unavailable (%s)", exc)
                 await self._pause(stop, backoff.next_delay())
 
