@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field, HttpUrl
 
-from bot.console.access import may_see, oversees
+from bot.console.access import HANDLERS, may_see, oversees
 from bot.console.canned import canned_for
-from bot.console.deps import Acting, Me, Parts, SignedIn
+from bot.console.deps import Acting, AnyRole, Me, Parts, SignedIn
 from bot.handoff import sla
 from bot.handoff.desk import ConversationView, DeskError
 from bot.models import Button
@@ -65,10 +65,12 @@ async def sla_breaches(parts: Parts) -> list[str]:
 
 
 @router.get("/me")
-async def whoami(me: Me) -> dict[str, Any]:
+async def whoami(me: AnyRole) -> dict[str, Any]:
+    """Who is signed in (any role: the page tells a marketer there is nothing here for them)."""
     agent = me.agent
     return {"id": agent.id, "email": agent.email, "name": agent.name, "role": agent.role,
-            "teams": list(agent.teams), "oversees": oversees(agent), "csrf": me.session.csrf}
+            "teams": list(agent.teams), "handles": agent.role in HANDLERS, "oversees": oversees(agent),
+            "csrf": me.session.csrf}
 
 
 @router.get("/conversations")

@@ -88,6 +88,7 @@ async def require_acting_handler(conn: HTTPConnection, me: Annotated[SignedIn, D
     return me
 
 
+AnyRole = Annotated[SignedIn, Depends(require_agent)]
 Me = Annotated[SignedIn, Depends(require_handler)]
 Acting = Annotated[SignedIn, Depends(require_acting_handler)]
 

@@ -29,6 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 SCREENSHOTS = Path("/tmp")
+GREETING = "Hi, Sandbox! I'm looking into this for you now."
 FALLBACK = "HX" + "c" * 32  # a WhatsApp template's Content SID
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM} (Playwright cannot download a browser on this machine)"
@@ -114,10 +115,16 @@ async def test_two_agents_serve_a_customer_across_telegram_and_whatsapp(hub: Hub
             with contextlib.suppress(PlaywrightTimeout):  # unless the router gave it to her (she is online)
                 await claim.click(timeout=2_000)
             await expect(listed(anna, "My conversations", "Sandbox")).to_be_visible()
-            await reply(anna, "Hi, I'm Anna. How can I help?")
-            assert await hears(telegram, "Hi, I'm Anna. How can I help?")
+            box = anna.get_by_role("textbox", name="Reply")
+            await anna.get_by_role("combobox", name="Canned response").select_option(label="Greeting")
+            await expect(box).to_have_value(GREETING)  # {{ contact.name }} filled in
+            await anna.get_by_role("textbox", name="Quick replies").fill("Refund, Exchange")
+            await anna.get_by_role("textbox", name="Attachment link").fill("https://example.com/invoice.pdf")
+            await box.press("Enter")
+            sent = await hears(telegram, f"{GREETING}\nhttps://example.com/invoice.pdf")
+            assert [b["title"] for b in sent[-1]["buttons"]] == ["Refund", "Exchange"]
             history = anna.get_by_role("log", name="History")
-            await expect(history.get_by_text("Hi, I'm Anna. How can I help?")).to_be_visible()
+            await expect(history).to_contain_text(GREETING)
 
             await whatsapp.say(code.group(1))  # the customer moves to WhatsApp
             await whatsapp.replies(1)  # linked

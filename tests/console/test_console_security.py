@@ -3,6 +3,7 @@ login rate limit, logout kills the cookie, CSRF, team boundaries, and a note nev
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -68,6 +69,22 @@ async def test_the_cookie_is_hardened_and_useless_after_logout(hub: HubFactory) 
             assert await refused_socket(client, {"Cookie": stolen, "Origin": ours}) == 403
 
 
+async def test_a_marketer_signs_in_but_handles_no_conversation(hub: HubFactory) -> None:
+    async with small_hub(hub) as client:
+        await add_agent(client, "mia@example.com", "Mia", role="marketer")
+        await Customer(client, "telegram", "710004").say("talk to a human")
+        conversation = await queued_conversation(client)
+        async with httpx.AsyncClient(base_url=client.http.base_url) as http:
+            login = await http.post("/console/login", data={"email": "mia@example.com", "password": PASSWORD})
+            assert login.status_code == 303
+            me = (await http.get("/console/api/me")).json()
+            assert (me["role"], me["handles"]) == ("marketer", False)
+            for path in ("/console/api/conversations", f"/console/api/conversations/{conversation['id']}"):
+                assert (await http.get(path)).status_code == 403, path
+            cookie = {"Cookie": f"omnihub_console={http.cookies['omnihub_console']}", "Origin": origin(client)}
+            assert await refused_socket(client, cookie) == 403
+
+
 async def test_a_disabled_agent_is_signed_out_everywhere(hub: HubFactory) -> None:
     async with small_hub(hub) as client:
         gil = await add_agent(client, "gil@example.com", "Gil")
@@ -78,6 +95,13 @@ async def test_a_disabled_agent_is_signed_out_everywhere(hub: HubFactory) -> Non
             assert await refused_socket(client, {"Cookie": session.cookie, "Origin": origin(client)}) == 403
         again = await client.http.post("/console/login", data={"email": "gil@example.com", "password": PASSWORD})
         assert again.status_code == 401
+
+
+async def test_behind_an_https_public_url_the_cookie_is_secure(hub: HubFactory) -> None:
+    async with small_hub(hub, public_url="https://hub.example.com") as client:
+        await add_agent(client, "ned@example.com", "Ned")
+        login = await client.http.post("/console/login", data={"email": "ned@example.com", "password": PASSWORD})
+        assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
 
 
 async def test_state_changes_need_the_csrf_token_and_the_socket_our_origin(hub: HubFactory) -> None:

@@ -289,6 +289,12 @@ async function start() {
       headers: { "X-CSRF-Token": state.me.csrf } }).catch(() => {});
     location.assign("/console/login");
   });
+  if (!state.me.handles) {
+    document.getElementById("live").textContent = "";
+    document.getElementById("pane").replaceChildren(el("p", { class: "empty" },
+      `A ${state.me.role} has no conversations to handle here: the console is for agents and supervisors.`));
+    return;
+  }
   document.addEventListener("keydown", keys);
   state.current = decodeURIComponent(location.hash.slice(1)) || null;
   await refresh();
