@@ -105,16 +105,18 @@ async def conversation(conversation_id: str, parts: Parts, me: Me) -> dict[str, 
 
 @router.get("/agents")
 async def agents(parts: Parts, me: Me) -> dict[str, Any]:
-    """Whom to transfer to; supervisors also see each agent's load and who is online."""
+    """Whom to transfer to (and who is online: a transfer to an absent agent would bounce back to the
+    queue); supervisors also see each agent's load and capacity."""
     listed = [a for a in await parts.agents.list() if not a.disabled and a.role != "marketer"]
-    teams = sorted(set(parts.hub.settings.handoff.teams) | {t for a in listed for t in a.teams})
-    people: list[dict[str, Any]] = [{"id": a.id, "name": a.name, "role": a.role, "teams": list(a.teams)}
-                                    for a in listed]
+    teams = sorted(set(await parts.hub.teams.all()) | {t for a in listed for t in a.teams})
+    online = await parts.agents.online_ids()
+    people: list[dict[str, Any]] = [
+        {"id": a.id, "name": a.name, "role": a.role, "teams": list(a.teams), "online": a.id in online}
+        for a in listed]
     if oversees(me.agent):
         loads = await parts.agents.loads([a.id for a in listed])
-        online = await parts.agents.online_ids()
         for person, agent in zip(people, listed, strict=True):
-            person.update(capacity=agent.capacity, load=loads[agent.id], online=agent.id in online)
+            person.update(capacity=agent.capacity, load=loads[agent.id])
     return {"agents": people, "teams": teams}
 
 

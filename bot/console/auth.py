@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from bot.console.deps import COOKIE, Parts, check_csrf, same_origin, signed_in_agent
+from bot.console.live import announce_presence
 from bot.console.sessions import LOGIN_WINDOW_SECONDS
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -78,6 +79,7 @@ async def logout(request: Request, parts: Parts) -> Response:
     check_csrf(request, me)
     await parts.sessions.close(me.session.token)
     await parts.agents.set_offline(me.agent.id)  # gone: the router gives their conversations to others
+    await announce_presence(parts.hub.redis, me.agent.id)
     response = JSONResponse({"signed_out": True})
     response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict",
                            secure=secure(request, parts.hub.settings.public_url))

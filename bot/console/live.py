@@ -4,7 +4,9 @@ Workers publish a small JSON notice (`bot.handoff.live.Change`) on `omni:console
 shows; every API process holds one subscription (started with its first socket, stopped with its last)
 and hands each notice to each of its sockets, which forward only what their agent may see. Browsers
 then re-fetch what changed, so a notice carries ids and no customer data, and a lost notice costs at
-most staleness until the next one (the page also re-fetches on reconnect).
+most staleness until the next one (the page also re-fetches on reconnect). An agent coming online
+or signing out is announced on `omni:console:presence` and makes every console reload its lists, so
+the agents offered for a transfer are the ones there now.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from bot.handoff.live import CONSOLE, Change
 from bot.redis_server import REDIS_FAILURES
 
 QUEUE_LIMIT = 256  # notices a slow socket may lag behind before it is told to reload everything
-RESYNC = None  # in an inbox: "reload everything" (after an overflow or a lost subscription)
+PRESENCE = "omni:console:presence"  # an agent came online or signed out (the message is their id)
+RESYNC = None  # in an inbox: "reload everything" (an overflow, a lost subscription, an agent came or went)
 Notice = Change | None
 
 log = logging.getLogger(__name__)
@@ -66,11 +69,13 @@ class Fanout:
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CONSOLE)
+                    await pubsub.subscribe(CONSOLE, PRESENCE)
                     self._broadcast(RESYNC)  # whatever was published while we were away
                     delay = 0.1
                     async for message in pubsub.listen():
-                        if (notice := _parse(message.get("data"))) is not None:
+                        if message.get("channel") == PRESENCE:
+                            self._broadcast(RESYNC)
+                        elif (notice := _parse(message.get("data"))) is not None:
                             self._broadcast(notice)
             except REDIS_FAILURES as exc:
                 log.warning("console live updates: Redis unavailable, retrying in %.1f s: %s", delay, exc)
@@ -90,3 +95,7 @@ def _parse(data: object) -> Change | None:
     except ValidationError:
         log.warning("console live updates: ignored a notice that is not a Change: %r", data)
         return None
+
+
+async def announce_presence(redis: Redis, agent_id: str) -> None:
+    await redis.publish(PRESENCE, agent_id)

@@ -1,4 +1,4 @@
-"""The console's page and its static files: plain HTML, CSS and vanilla JS, no build step, no CDN.
+"""The console's page and its static files: plain HTML, CSS and vanilla JS modules, no build step, no CDN.
 
 The page holds no data: it is served only with a live session (else a 303 to the login form), and its
 script fetches everything from `/console/api/*`, which checks the session again on every request.
@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse,
 from bot.console.auth import PAGE_HEADERS, STATIC
 from bot.console.deps import Parts, signed_in_agent
 
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+ASSETS = {"console.js": "text/javascript", "conversation.js": "text/javascript", "dom.js": "text/javascript",
+          "console.css": "text/css"}
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate (ETag): an upgraded hub serves its new files at once
 
 router = APIRouter(prefix="/console", include_in_schema=False)

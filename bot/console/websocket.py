@@ -16,7 +16,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from bot.console.access import HANDLERS, may_see
 from bot.console.deps import ConsoleParts, SignedIn, console_parts, same_origin, signed_in_agent
-from bot.console.live import Listener
+from bot.console.live import Listener, announce_presence
 
 router = APIRouter(prefix="/console")
 POLICY_VIOLATION = 1008
@@ -31,6 +31,7 @@ async def live(socket: WebSocket) -> None:
         return
     await socket.accept()
     await parts.agents.heartbeat(me.agent.id)
+    await announce_presence(parts.hub.redis, me.agent.id)
     listener = Listener()
     parts.fanout.join(listener)
     tasks = [asyncio.create_task(_forward(socket, me, listener)), asyncio.create_task(_pings(socket, me, parts))]
