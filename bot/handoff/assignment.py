@@ -21,6 +21,11 @@ class Pick:
     agent_id: str
 
 
+def team_for(teams: Mapping[str, TeamSettings], name: str | None, default_team: str) -> TeamSettings | None:
+    """A conversation's team; the default team's rules for one that no longer exists."""
+    return teams.get(name or default_team) or teams.get(default_team)
+
+
 def serves(agent: Agent, team_name: str, team: TeamSettings, view: ConversationView) -> bool:
     """The agent is in the conversation's team and has its skills: a team that declares languages or
     channels serves only those; an agent who declares languages speaks only those."""
@@ -35,15 +40,19 @@ def serves(agent: Agent, team_name: str, team: TeamSettings, view: ConversationV
 def plan(
     queued: Sequence[ConversationView], teams: Mapping[str, TeamSettings], default_team: str,
     agents: Sequence[Agent], loads: dict[str, int], last_pick: dict[str, int], avoid: Mapping[str, str],
+    limit: int | None = None,
 ) -> list[Pick]:
     """Assignments for `queued` (oldest first): each to the least-loaded agent with a free place who
     serves it; among equals the one picked longest ago (round-robin), and not the agent it was taken
-    from (`avoid`: contact id -> agent) while another can have it. Updates `loads` and `last_pick`."""
+    from (`avoid`: contact id -> agent) while another can have it; at most `limit` of them. Updates
+    `loads` and `last_pick`."""
     picks: list[Pick] = []
     turn = max(last_pick.values(), default=0)
     for view in queued:
+        if limit is not None and len(picks) >= limit:
+            break
         team_name = view.team or default_team
-        team = teams.get(team_name) or teams.get(default_team)
+        team = team_for(teams, team_name, default_team)
         if team is None:
             continue
         free = [a for a in agents if not a.disabled and loads.get(a.id, 0) < a.capacity

@@ -1,5 +1,6 @@
 """The router: gives waiting conversations to agents, takes them back from agents who left, and keeps
-the teams' promises (queue timeouts, response SLAs). One process routes at a time (a lease).
+the teams' promises (queue timeouts; response SLAs with bot.handoff.promises). One process routes at
+a time (a lease).
 
 It acts only through the desk, so every change is a command applied by the contact's partition
 worker, and the desk's 409 is the one arbiter when a person claims the same conversation: the router
@@ -26,8 +27,9 @@ from bot.context import keys
 from bot.context.events import stage_event
 from bot.handoff import live, sla
 from bot.handoff.agents import Agent, AgentStore
-from bot.handoff.assignment import Pick, owed, plan, queue_deadline, sla_deadline
+from bot.handoff.assignment import Pick, plan, queue_deadline, team_for
 from bot.handoff.desk import ConversationView, Desk, DeskError
+from bot.handoff.promises import Promises
 from bot.handoff.teams import Teams
 from bot.pipeline.streams import Backoff
 from bot.redis_server import REDIS_FAILURES
@@ -35,8 +37,7 @@ from bot.settings import HandoffSettings, TeamSettings
 
 log = logging.getLogger(__name__)
 STALE_RESERVATION_MS = 30_000  # a place held this long for a conversation the agent does not have is a leak
-HISTORY_LOOKBACK = 50  # entries read to tell whether an SLA is really broken
-ARM_WINDOW_SECONDS = 10.0  # how far back the router looks for conversations people claimed
+ROUND_PICKS = 100  # assignments per round at most: a round stays well inside the lease it renews
 TIMEOUT_SCAN_SECONDS = 1.0  # how often a full queue nobody has room for is read for queue timeouts
 
 _RENEW = """
@@ -53,6 +54,7 @@ class RoundReport:
     released: list[str] = field(default_factory=list)  # conversation ids taken back from absent agents
     breached: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
+    more: bool = False  # assignments left for the next round
 
 
 class Router:
@@ -65,8 +67,7 @@ class Router:
         self.last_pick: dict[str, int] = {}
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
         self.next_timeout_scan = 0.0
-        self.wrote: set[str] = set()  # contacts with a message in an assigned conversation, heard since the last round
-        self.armed: dict[str, float] = {}  # contact id -> the assignment (index score) whose clock is set
+        self.promises = Promises(redis, desk.store, settings.default_team)
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()  # subscribed to the workers' news
         self._renew = redis.register_script(_RENEW)
@@ -79,8 +80,8 @@ class Router:
             while not stop.is_set():
                 wait = self.settings.router_interval_seconds
                 try:
-                    if await self.lead():
-                        await self.round()
+                    if await self.lead() and (await self.round()).more:
+                        wait = 0  # the queue was longer than one round takes on: go on at once
                     backoff.reset()
                 except REDIS_FAILURES as exc:
                     wait = backoff.next_delay()
@@ -115,9 +116,11 @@ class Router:
         online = await self.agents.online_ids()
         present = [a for a in everyone if a.id in online and not a.disabled]
         await self._take_back(everyone, {a.id for a in present}, report)
-        await self._arm_new_assignments(teams)
-        await self._arm_reply_clocks(teams)
-        await self._enforce_slas(teams, now, report)
+        await self.promises.arm(teams)
+        for breach in await self.promises.broken(teams, now):  # back to the queue, to someone else if possible
+            if await self._release(breach.conversation_id, f"sla_{breach.clock}"):
+                self.avoid[breach.contact_id] = breach.agent_id
+                report.breached.append(breach.conversation_id)
         loads = await self.agents.loads([a.id for a in present])
         room = any(loads[a.id] < a.capacity for a in present)
         if not room and now < self.next_timeout_scan:
@@ -125,7 +128,9 @@ class Router:
         self.next_timeout_scan = now + TIMEOUT_SCAN_SECONDS
         queued = await self.desk.queued()
         waiting = await self._time_out(queued, teams, now, report)
-        picks = plan(waiting, teams, self.settings.default_team, present, loads, self.last_pick, self.avoid)
+        picks = plan(waiting, teams, self.settings.default_team, present, loads, self.last_pick, self.avoid,
+                     limit=ROUND_PICKS)
+        report.more = len(picks) == ROUND_PICKS
         gate = asyncio.Semaphore(self.concurrency)
         done = await asyncio.gather(*(self._assign(pick, teams, gate) for pick in picks))
         report.assigned = [pick for pick, ok in zip(picks, done, strict=True) if ok]
@@ -138,7 +143,7 @@ class Router:
             except DeskError as exc:  # someone claimed it first, or the agent's last place went: next round
                 log.info("assigning %s to %s refused: %s", pick.conversation.id, pick.agent_id, exc)
                 return False
-            team = self._team(teams, pick.conversation.team)
+            team = team_for(teams, pick.conversation.team, self.settings.default_team)
             if team is not None:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     sla.assigned(pipe, pick.conversation.contact_id, team)
@@ -162,58 +167,13 @@ class Router:
                 elif time.time() * 1000 - since > STALE_RESERVATION_MS:
                     await self.agents.release(agent_id, str(cid))  # a place for a conversation it no longer has
 
-    async def _arm_new_assignments(self, teams: dict[str, TeamSettings]) -> None:
-        """Start the first-response clock of conversations people claimed themselves (the console, the
-        API): the mode index lists what became assigned lately. It is written just before the
-        contact's MULTI, so the window looks back `ARM_WINDOW_SECONDS` rather than from the last round."""
-        since = time.time() - ARM_WINDOW_SECONDS
-        recent: list[tuple[str, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
-            keys.by_mode("assigned"), since, "+inf", withscores=True)
-        self.armed = {cid: at for cid, at in self.armed.items() if at >= since}
-        for cid, at in recent:
-            if self.armed.get(cid) == at:
-                continue
-            conv: dict[str, str] = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[assignment]
-            team = self._team(teams, conv.get("team"))
-            if conv.get("mode") != "assigned" or not conv.get("assigned_at") or team is None:
-                continue  # not committed yet (seen again next round), or moved on already
-            self.armed[cid] = at
-            deadline = sla_deadline(team, "first", float(conv["assigned_at"])) * 1000
-            await self.redis.zadd(keys.SLA, {sla.member("first", cid): deadline}, nx=True)
-
-    async def _enforce_slas(self, teams: dict[str, TeamSettings], now: float, report: RoundReport) -> None:
-        """An overdue clock is checked against the history (the truth): a broken promise is recorded and
-        the conversation goes back to its queue, preferably to someone else; a kept one is re-armed."""
-        for clock, cid in await sla.overdue(self.redis, now):
-            conv: dict[str, str] = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[assignment]
-            team = self._team(teams, conv.get("team"))
-            due = None
-            if conv.get("mode") == "assigned" and conv.get("id") and conv.get("assigned_at") and team is not None:
-                due = owed(await self.desk.store.recent_history(cid, HISTORY_LOOKBACK), float(conv["assigned_at"]))
-            breached = False
-            async with self.redis.pipeline(transaction=False) as pipe:
-                sla.stop(pipe, cid)  # nothing owed (resolved, released, answered) unless re-armed below
-                if due is not None and team is not None:
-                    deadline = sla_deadline(team, *due)
-                    if deadline > now:  # answered in time, and a newer message is waiting
-                        pipe.zadd(keys.SLA, {sla.member(due[0], cid): deadline * 1000})
-                    else:
-                        breached = True
-                        stage_event(pipe, "conversation.sla_breached", cid, {
-                            "conversation_id": conv["id"], "clock": due[0], "agent_id": conv.get("assignee"),
-                            "team": conv.get("team"), "due_at": deadline})
-                await pipe.execute()
-            if breached and await self._release(conv["id"], f"sla_{clock}"):
-                self.avoid[cid] = conv.get("assignee", "")
-                report.breached.append(conv["id"])
-
     async def _time_out(self, queued: list[ConversationView], teams: dict[str, TeamSettings], now: float,
                         report: RoundReport) -> list[ConversationView]:
         """Conversations nobody took in time are escalated or handed back to the bot (the customer is told);
         returns the ones still waiting."""
         waiting = []
         for view in queued:
-            team = self._team(teams, view.team)
+            team = team_for(teams, view.team, self.settings.default_team)
             if team is None or view.queued_at is None or queue_deadline(team, view.queued_at) > now:
                 waiting.append(view)
                 continue
@@ -233,10 +193,6 @@ class Router:
                 continue
             report.timed_out.append(view.id)
         return waiting
-
-    def _team(self, teams: dict[str, TeamSettings], name: str | None) -> TeamSettings | None:
-        """A conversation's team; the default team's rules for a team that no longer exists."""
-        return teams.get(name or self.settings.default_team) or teams.get(self.settings.default_team)
 
     async def _release(self, conv_id: str, reason: str) -> bool:
         try:
@@ -268,23 +224,9 @@ class Router:
         if message.get("channel") == live.ROUTER:
             self._wake.set()
             return
-        with contextlib.suppress(ValidationError):
-            change = live.Change.model_validate_json(message.get("data") or "")
-            if change.event == "message" and change.mode == "assigned":
-                self.wrote.add(change.contact)
-
-    async def _arm_reply_clocks(self, teams: dict[str, TeamSettings]) -> None:
-        """Start the reply clock of assigned conversations that had a message since the last round
-        (`NX`: a clock already running keeps its deadline; one started by the agent's own message is
-        dropped when it fires, as nothing is owed)."""
-        touched, self.wrote = self.wrote, set()
-        for cid in touched:
-            conv: dict[str, str] = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[assignment]
-            team = self._team(teams, conv.get("team"))
-            if conv.get("mode") == "assigned" and team is not None:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    sla.customer_wrote(pipe, cid, team)
-                    await pipe.execute()
+        if self.leading:  # the router that routes keeps the clocks
+            with contextlib.suppress(ValidationError):
+                self.promises.heard(live.Change.model_validate_json(message.get("data") or ""))
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         stopping = asyncio.ensure_future(stop.wait())

@@ -87,3 +87,8 @@ def test_what_an_agent_owes() -> None:
     assert owed([*answered, entry("in", "customer", 20.0), entry("in", "customer", 25.0)], 10.0) == ("reply", 20.0)
     assert owed([*answered, entry("in", "customer", 20.0), entry("out", "agent", 30.0)], 10.0) is None
     assert owed([entry("note", "agent", 12.0)], 10.0) == ("first", 10.0)  # a note is no answer
+
+
+def test_a_round_stops_at_its_limit_oldest_first() -> None:
+    picks = plan([waiting(n) for n in range(5)], TEAMS, "support", [agent("a", 10)], {}, {}, {}, limit=2)
+    assert [p.conversation.contact_id for p in picks] == ["c0", "c1"]

@@ -117,7 +117,7 @@ async def test_a_reply_clock_started_by_the_customer(hub: HubFactory, redis: Red
 
 
 async def heard(router: Router, cid: str) -> bool:
-    return cid in router.wrote
+    return cid in router.promises.wrote
 
 
 async def test_queue_timeout_hands_back_to_the_bot(hub: HubFactory, redis: Redis, redis_url: str) -> None:
