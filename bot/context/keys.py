@@ -41,6 +41,8 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:teams                   | hash   | team name -> JSON settings (CLI; wins over yaml)|
 | omni:sla                     | zset   | "first:<cid>" / "reply:<cid>" -> deadline (ms)  |
 | omni:lease:router            | string | which process routes, TTL                       |
+| omni:session:<sha256>        | hash   | a console session (bot.console.sessions), TTL   |
+| omni:login:<sha256>          | string | failed console logins per email + address, TTL  |
 """
 
 from __future__ import annotations
