@@ -207,6 +207,12 @@ class AgentStore:
         since = time.time() - self.idle_seconds
         return {str(i) for i in await self.redis.zrangebyscore(keys.AGENTS_SEEN, since, "+inf")}
 
+    async def gone_ids(self) -> set[str]:
+        """Agents who reported presence and then went offline or idle. One who never reported any (an
+        integration that works through the API alone) is neither online nor gone."""
+        before = time.time() - self.idle_seconds
+        return {str(i) for i in await self.redis.zrangebyscore(keys.AGENTS_SEEN, "-inf", f"({before}")}
+
     async def online(self, team: str | None = None) -> builtins.list[Agent]:
         """Online, enabled agents (of `team`, if given)."""
         agents = await self.many(sorted(await self.online_ids()))

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from bot.context import keys
 from bot.context.events import stage_event
 from bot.handoff import live, sla
-from bot.handoff.agents import Agent, AgentStore
+from bot.handoff.agents import AgentStore
 from bot.handoff.assignment import Pick, plan, queue_deadline, team_for
 from bot.handoff.desk import ConversationView, Desk, DeskError
 from bot.handoff.promises import Promises
@@ -115,7 +115,8 @@ class Router:
         everyone = await self.agents.list()
         online = await self.agents.online_ids()
         present = [a for a in everyone if a.id in online and not a.disabled]
-        await self._take_back(everyone, {a.id for a in present}, report)
+        gone = await self.agents.gone_ids() | {a.id for a in everyone if a.disabled}
+        await self._take_back(sorted(gone), report)
         await self.promises.arm(teams)
         for breach in await self.promises.broken(teams, now):  # back to the queue, to someone else if possible
             if await self._release(breach.conversation_id, f"sla_{breach.clock}"):
@@ -151,10 +152,9 @@ class Router:
             self.avoid.pop(pick.conversation.contact_id, None)
             return True
 
-    async def _take_back(self, everyone: list[Agent], present: set[str], report: RoundReport) -> None:
+    async def _take_back(self, gone: list[str], report: RoundReport) -> None:
         """Conversations of agents who went offline, idle or disabled go back to their team's queue."""
-        absent = [a.id for a in everyone if a.id not in present]
-        held = {agent_id: n for agent_id, n in (await self.agents.loads(absent)).items() if n}
+        held = {agent_id: n for agent_id, n in (await self.agents.loads(gone)).items() if n}
         for agent_id in held:
             places: list[tuple[str, float]] = await self.redis.zrange(
                 keys.agent_load(agent_id), 0, -1, withscores=True)  # type: ignore[assignment]

@@ -55,9 +55,13 @@ async def test_presence_is_a_recent_heartbeat(redis: Redis) -> None:
     await store.heartbeat(bob.id)
     assert {a.id for a in await store.online()} == {ada.id, bob.id}
     assert [a.id for a in await store.online("vip")] == [bob.id]
+    never = await store.create("cy@example.com", "Cy", "correct horse")
+    assert await store.gone_ids() == set()
     await redis.zadd(keys.AGENTS_SEEN, {ada.id: 1.0})  # Ada's last heartbeat long ago: idle
     await store.set_offline(bob.id)
     assert await store.online() == []
+    assert await store.gone_ids() == {ada.id, bob.id}  # Cy never reported presence: not gone either
+    assert never.id not in await store.online_ids()
 
 
 async def test_capacity_holds_under_fifty_concurrent_claims(redis: Redis) -> None:

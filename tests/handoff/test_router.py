@@ -214,3 +214,15 @@ async def test_a_claim_by_hand_gets_an_sla_clock_too(hub: HubFactory, redis: Red
         sla = r.settings.handoff.teams["support"].first_response_sla_seconds
         assert (await r.router.round(now=time.time() + sla - 5)).breached == []
         assert (await r.router.round(now=time.time() + sla + 5)).breached == [view.id]
+
+
+async def test_an_agent_who_never_reported_presence_keeps_a_claim(
+        hub: HubFactory, redis: Redis, redis_url: str) -> None:
+    async with routing(hub, redis, redis_url) as r:
+        api_only = await r.agent("Api", online=False)  # works through the API, never heartbeats
+        [kim] = await r.customers(1)
+        await r.desk.assign((await r.view(kim)).id, api_only.id)
+        report = await r.router.round()
+        assert report.released == [] and await r.assignee(kim) == api_only.id
+        await r.agents.disable(api_only.id)  # but a disabled agent gives everything back
+        assert len((await r.router.round()).released) == 1
