@@ -212,6 +212,7 @@ async def test_a_supervisor_sees_every_agents_load_and_reassigns(hub: HubFactory
             agents = max_.get_by_role("list", name="Agents", exact=True)
             await expect(agents).to_contain_text(f"{holder} · 1/5")
             await expect(agents).to_contain_text(f"{other} · 0/5")
+            await max_.screenshot(path=str(SCREENSHOTS / "console-supervisor.png"))
             await max_.keyboard.press("Alt+ArrowDown")  # the next conversation, from the keyboard
             await expect(max_.get_by_role("main")).to_contain_text(f"assigned to {holder}")
             await max_.get_by_role("combobox", name="Transfer to").select_option(label=other)
