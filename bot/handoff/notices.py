@@ -8,16 +8,14 @@ from collections.abc import Mapping
 
 from bot.context.store import Snapshot
 from bot.dialogue.spec import Text
-from bot.handoff.customer_turns import BACK_TO_BOT_PAYLOAD, RATING_PAYLOAD
+from bot.handoff.customer_turns import RATING_PAYLOAD
 from bot.models import Button, Reply
 
 log = logging.getLogger(__name__)
 RATING_BUTTONS = tuple(Button(title=str(n), payload=f"{RATING_PAYLOAD}{n}") for n in range(1, 6))
-# the button offered with the text, when it has one
-_BUTTONS: dict[str, tuple[Button, ...]] = {
-    "csat_question": RATING_BUTTONS,
-    "queue_position": (Button(title="🤖", payload=BACK_TO_BOT_PAYLOAD),),
-}
+# the buttons offered with a text, when it has some (the queue notice names its keyword instead: a
+# button would stay on a Viber keyboard, and reads oddly as a numbered option on SMS)
+_BUTTONS: dict[str, tuple[Button, ...]] = {"csat_question": RATING_BUTTONS}
 
 
 class Notices:

@@ -61,6 +61,9 @@ TEMPLATE_PREVIEW = 100  # characters of the text passed to the fallback template
 SENDER_THROTTLES: frozenset[Channel] = frozenset({"sms", "whatsapp", "viber"})
 
 
+RECORD_GRACE_SECONDS = 10.0  # how long a sent message's outcome is retried after its partition was handed over
+
+
 class Halted(Exception):
     """The partition was handed over while a message waited: it stays pending for the next owner."""
 
@@ -118,7 +121,7 @@ class Sender:
         """Write the outcome and acknowledge, until Redis takes it (a sent message must not be sent
         again because Redis blinked); a message queued without a history entry (a campaign or API
         send) gets its entry now, so that every send, and every refusal, is in the history."""
-        backoff = Backoff()
+        backoff, gave_up_at = Backoff(), None
         while True:
             try:
                 if not await self._update_and_ack(held, outcome):
@@ -126,10 +129,14 @@ class Sender:
                     await self.store.commit(held.message.contact_id, Changes(history=[entry]))
                 return True
             except REDIS_FAILURES as exc:
-                if halt.is_set():
+                # Handed over (or Redis away longer than a lease) after the message went out: keep
+                # trying for a while rather than leave it pending for the next owner to send again —
+                # this process takes the partition back only once this task has finished.
+                gave_up_at = gave_up_at or (time.monotonic() + RECORD_GRACE_SECONDS if halt.is_set() else None)
+                if gave_up_at is not None and time.monotonic() > gave_up_at:
                     return False
                 log.warning("outcome of %s waits for Redis (%s)", held.message.id, exc)
-                await pause(halt, backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay())
 
     async def _update_and_ack(self, held: Held, outcome: dict[str, Any]) -> bool:
         """One round trip: the outcome onto the history entry, then XACK; False if there is no entry."""

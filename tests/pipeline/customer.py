@@ -52,7 +52,8 @@ class Customer:
         return got
 
     async def nothing_more(self, wait: float = 1.0) -> None:
-        assert await self.client.replies(self.channel, self.user, after=self.seen, wait=wait) == []
+        extra = await self.client.replies(self.channel, self.user, after=self.seen, wait=wait)
+        assert extra == [], extra
 
     async def contact_id(self, wait: float = 10.0) -> str:
         """The contact's id, once the worker has saved the customer's first event."""

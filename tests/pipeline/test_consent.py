@@ -114,8 +114,8 @@ async def test_stop_is_honoured_while_a_human_has_the_conversation(hub: HubFacto
     async with small_hub(hub) as client:
         sergey = Customer(client, "sms", "+79991110004")
         await sergey.say("talk to a human")
-        [handoff] = await sergey.replies()
-        assert handoff["text"].startswith("Sure — I'm passing the chat")
+        handoff, place = await sergey.replies(2)
+        assert handoff["text"].startswith("Sure — I'm passing the chat") and "queue" in place["text"]
         await sergey.say("UNSUBSCRIBE")
         [confirmation] = await sergey.replies()
         assert confirmation["text"] == STOPPED

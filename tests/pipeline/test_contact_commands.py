@@ -59,6 +59,8 @@ async def test_a_handoff_through_the_api_stops_the_bot(hub: HubFactory) -> None:
         cid = await dan.contact_id()
         answer = await client.http.post(f"/api/v1/contacts/{cid}/handoff", json={"reason": "vip"})
         assert answer.status_code == 202
+        [place] = await dan.replies(1)
+        assert "number 1 in the queue" in place["text"]
         await dan.say("hello again")  # behind the handoff in the partition: the bot no longer answers
         await dan.history_until(lambda items: items[-1]["text"] == "hello again")
         await dan.nothing_more()
