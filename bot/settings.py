@@ -160,6 +160,7 @@ class TeamSettings(Section):
     languages: list[str] = Field(default_factory=list)
     channels: list[Channel] = Field(default_factory=list)
     hours: BusinessHours = BusinessHours()
+    auto_assign: bool = True  # the router gives chats to agents; off: agents claim them from the queue
     queue_timeout_seconds: float = Field(600, gt=0)
     on_timeout: Literal["escalate", "bot"] = "bot"
     escalate_to: str | None = None  # the team escalations go to; none: the same team, at the front

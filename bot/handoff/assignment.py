@@ -53,7 +53,7 @@ def plan(
             break
         team_name = view.team or default_team
         team = team_for(teams, team_name, default_team)
-        if team is None:
+        if team is None or not team.auto_assign:
             continue
         free = [a for a in agents if not a.disabled and loads.get(a.id, 0) < a.capacity
                 and serves(a, team_name, team, view)]

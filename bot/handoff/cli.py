@@ -140,6 +140,7 @@ def add_team(
     timezone: Annotated[str, typer.Option(help="IANA time zone of its hours")] = "UTC",
     hours: Annotated[list[str] | None, typer.Option(help="mon=09:00-13:00,14:00-18:00 (repeat); none: 24/7")] = None,
     holiday: Annotated[list[str] | None, typer.Option(help="a closed date, YYYY-MM-DD (repeat)")] = None,
+    manual: Annotated[bool, typer.Option(help="agents claim chats themselves (no auto-assignment)")] = False,
     queue_timeout: Annotated[float, typer.Option(help="seconds a chat may wait for an agent")] = 600,
     on_timeout: Annotated[str, typer.Option(help="escalate or bot")] = "bot",
     escalate_to: Annotated[str | None, typer.Option(help="the team escalations go to")] = None,
@@ -150,6 +151,7 @@ def add_team(
     async def add(redis: Redis, settings: Settings) -> None:
         team = team_of({
             "languages": language or [], "channels": channel or [], "queue_timeout_seconds": queue_timeout,
+            "auto_assign": not manual,
             "hours": {"timezone": timezone, "week": _week(hours or []), "holidays": holiday or []},
             "on_timeout": on_timeout, "escalate_to": escalate_to, "first_response_sla_seconds": first_response_sla,
             "reply_sla_seconds": reply_sla,

@@ -92,3 +92,10 @@ def test_what_an_agent_owes() -> None:
 def test_a_round_stops_at_its_limit_oldest_first() -> None:
     picks = plan([waiting(n) for n in range(5)], TEAMS, "support", [agent("a", 10)], {}, {}, {}, limit=2)
     assert [p.conversation.contact_id for p in picks] == ["c0", "c1"]
+
+
+def test_a_team_that_claims_by_hand_gets_no_assignments() -> None:
+    teams = {**TEAMS, "desk": TeamSettings(auto_assign=False)}
+    picks = plan([waiting(1, "desk"), waiting(2)], teams, "support", [agent("a", teams=("support", "desk"))],
+                 {}, {}, {})
+    assert [p.conversation.contact_id for p in picks] == ["c2"]

@@ -61,12 +61,12 @@ async def test_teams_add_and_list(redis: Redis, redis_url: str) -> None:
     added = omnihub(redis_url, "teams", "add", "ru-night", "--language", "ru", "--channel", "telegram",
                     "--timezone", "Europe/Moscow", "--hours", "mon=09:00-13:00,14:00-18:00",
                     "--hours", "fri=22:00-02:00", "--holiday", "2027-01-01", "--queue-timeout", "120",
-                    "--on-timeout", "escalate", "--escalate-to", "support")
+                    "--on-timeout", "escalate", "--escalate-to", "support", "--manual")
     assert added.returncode == 0, added.stderr
     team = await Teams(redis, load_settings({}).handoff).get("ru-night")
     assert team is not None and team.hours.week == {"mon": ["09:00-13:00", "14:00-18:00"], "fri": ["22:00-02:00"]}
-    assert (team.languages, team.channels, team.on_timeout, team.escalate_to) == (
-        ["ru"], ["telegram"], "escalate", "support")
+    assert (team.languages, team.channels, team.on_timeout, team.escalate_to, team.auto_assign) == (
+        ["ru"], ["telegram"], "escalate", "support", False)
 
     listed = omnihub(redis_url, "teams", "list")
     assert listed.returncode == 0
