@@ -86,6 +86,9 @@ class Router:
                 except REDIS_FAILURES as exc:
                     wait = backoff.next_delay()
                     log.warning("routing round failed (%s); again in %.1f s", exc, wait)
+                except Exception:  # a bug met by one round must not stop routing for the life of the process
+                    wait = backoff.next_delay()
+                    log.exception("routing round failed; again in %.1f s", wait)
                 await self._pause(stop, wait)
         finally:
             listener.cancel()

@@ -7,11 +7,15 @@ configuration validates, so both sources obey the same rules.
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from bot.context import keys
 from bot.settings import HandoffSettings, TeamSettings
+
+log = logging.getLogger(__name__)
 
 
 class TeamError(Exception):
@@ -28,7 +32,10 @@ class Teams:
         stored = await self.redis.hgetall(keys.TEAMS)
         teams = dict(self.settings.teams)
         for name, raw in stored.items():
-            teams[str(name)] = TeamSettings.model_validate_json(raw)
+            try:
+                teams[str(name)] = TeamSettings.model_validate_json(raw)
+            except ValidationError as exc:  # stored by an older version, say: the rest still route
+                log.error("team %s in Redis is unreadable, using the configuration's: %s", name, exc)
         return teams
 
     async def get(self, name: str) -> TeamSettings | None:
