@@ -37,7 +37,7 @@ from bot.settings import HandoffSettings, TeamSettings
 
 log = logging.getLogger(__name__)
 STALE_RESERVATION_MS = 30_000  # a place held this long for a conversation the agent does not have is a leak
-ROUND_PICKS = 100  # assignments per round at most: a round stays well inside the lease it renews
+ROUND_PICKS = 250  # assignments per round at most, so take-backs, SLAs and timeouts are not kept waiting
 TIMEOUT_SCAN_SECONDS = 1.0  # how often a full queue nobody has room for is read for queue timeouts
 
 _RENEW = """
@@ -64,6 +64,7 @@ class Router:
         self.concurrency = concurrency
         self.me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.leading = False
+        self.renewed_at = time.monotonic()
         self.last_pick: dict[str, int] = {}
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
         self.next_timeout_scan = 0.0
@@ -105,7 +106,14 @@ class Router:
             self.leading = bool(await self._renew(keys=[keys.ROUTER_LEASE], args=[self.me, lease_ms]))
         if not self.leading:
             self.leading = bool(await self.redis.set(keys.ROUTER_LEASE, self.me, nx=True, px=lease_ms))
+        self.renewed_at = time.monotonic()
         return self.leading
+
+    async def still_leading(self) -> bool:
+        """Renew the lease during a long round (every third of it); false once another router has it."""
+        if time.monotonic() - self.renewed_at > self.settings.router_lease_seconds / 3:
+            return await self.lead()
+        return True
 
     async def round(self, now: float | None = None) -> RoundReport:
         """One pass: take back from absent agents, enforce SLAs and queue timeouts, then assign.
@@ -142,6 +150,8 @@ class Router:
 
     async def _assign(self, pick: Pick, teams: dict[str, TeamSettings], gate: asyncio.Semaphore) -> bool:
         async with gate:
+            if not await self.still_leading():
+                return False
             try:
                 await self.desk.assign(pick.conversation.id, pick.agent_id)
             except DeskError as exc:  # someone claimed it first, or the agent's last place went: next round

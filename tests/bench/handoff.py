@@ -39,6 +39,7 @@ from bot.redis_server import EmbeddedRedis  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 
 BATCH = 500
+WARM_UP = 50  # conversations assigned before measuring
 
 
 class TimedDesk(Desk):
@@ -98,12 +99,12 @@ async def main(conversations: int, agents: int, partitions: int, concurrencies: 
         await redis.set(keys.ROUTER_LEASE, "the-benchmark", px=3_600_000)
         await hub.start()
         await until_workers(redis, partitions)
-        capacity = -(-conversations * len(concurrencies) // agents)  # room for every round's queue
+        capacity = -(-(conversations * len(concurrencies) + WARM_UP) // agents)  # room for every queue
         staff = [await hub.agents.create(f"agent{n}@example.com", f"Agent {n}", "correct horse", capacity=capacity)
                  for n in range(agents)]
         for agent in staff:
             await hub.agents.heartbeat(agent.id)
-        await queue(hub, 10_000_000, 50)  # warm up: connections, scripts, the workers' first reads
+        await queue(hub, 10_000_000, WARM_UP)  # warm up: connections, scripts, the workers' first reads
         await Router(redis, desk, hub.agents, hub.teams, settings.handoff).round()
         print(f"{conversations} queued conversations, {agents} agents, {partitions} partitions, "
               "router and workers in one process")
