@@ -6,6 +6,8 @@ contact's partition, so the answer reflects what the worker applied (409 when it
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -45,8 +47,13 @@ class Created(BaseModel):
     id: str
 
 
-def _refused(exc: DeskError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
+@contextlib.contextmanager
+def desk_answers() -> Iterator[None]:
+    """The desk's refusals as HTTP answers (404 unknown, 409 held by someone else, 504 not applied yet)."""
+    try:
+        yield
+    except DeskError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
 
 
 @router.get("", response_model=ConversationList)
@@ -62,50 +69,40 @@ async def list_conversations(
 
 @router.get("/{conversation_id}", response_model=ConversationView)
 async def get_conversation(conversation_id: str, hub: HubDep, _: ApiKey) -> ConversationView:
-    try:
+    with desk_answers():
         return await hub.desk.get(conversation_id)
-    except DeskError as exc:
-        raise _refused(exc) from None
 
 
 @router.post("/{conversation_id}/assign", response_model=ConversationView)
 async def assign(conversation_id: str, body: AgentAction, hub: HubDep, _: ApiKey) -> ConversationView:
     """Claim: 409 when another agent holds it or the agent has no free slot."""
     await _known_agent(hub, body.agent_id)
-    try:
+    with desk_answers():
         return await hub.desk.assign(conversation_id, body.agent_id)
-    except DeskError as exc:
-        raise _refused(exc) from None
 
 
 @router.post("/{conversation_id}/messages", status_code=202, response_model=Created)
 async def reply(conversation_id: str, body: AgentReply, hub: HubDep, _: ApiKey) -> Created:
     """It reaches the customer on the channel they last wrote from."""
     await _known_agent(hub, body.agent_id)
-    try:
+    with desk_answers():
         return Created(id=await hub.desk.reply(conversation_id, body.agent_id, body.text, tuple(body.buttons)))
-    except DeskError as exc:
-        raise _refused(exc) from None
 
 
 @router.post("/{conversation_id}/notes", status_code=201, response_model=Created)
 async def note(conversation_id: str, body: AgentText, hub: HubDep, _: ApiKey) -> Created:
     """An internal note: in the history, never sent to the customer."""
     await _known_agent(hub, body.agent_id)
-    try:
+    with desk_answers():
         return Created(id=await hub.desk.note(conversation_id, body.agent_id, body.text))
-    except DeskError as exc:
-        raise _refused(exc) from None
 
 
 @router.post("/{conversation_id}/resolve", response_model=ConversationView)
 async def resolve(conversation_id: str, body: AgentAction, hub: HubDep, _: ApiKey) -> ConversationView:
     """Done: the customer is asked for a 1–5 rating, then the bot has them again."""
     await _known_agent(hub, body.agent_id)
-    try:
+    with desk_answers():
         return await hub.desk.resolve(conversation_id, body.agent_id)
-    except DeskError as exc:
-        raise _refused(exc) from None
 
 
 @router.post("/{conversation_id}/transfer", response_model=ConversationView)
@@ -116,10 +113,8 @@ async def transfer(conversation_id: str, body: Transfer, hub: HubDep, _: ApiKey)
     await _known_agent(hub, body.agent_id)
     if body.to_agent is not None:
         await _known_agent(hub, body.to_agent)
-    try:
+    with desk_answers():
         return await hub.desk.transfer(conversation_id, body.agent_id, to_agent=body.to_agent, to_team=body.to_team)
-    except DeskError as exc:
-        raise _refused(exc) from None
 
 
 async def _known_agent(hub: Hub, agent_id: str) -> None:

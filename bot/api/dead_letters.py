@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
@@ -46,21 +48,25 @@ async def list_dead_letters(hub: HubDep, _: ApiKey, limit: Annotated[int, Query(
 @router.post("/{letter_id}/retry", status_code=202)
 async def retry_dead_letter(letter_id: str, hub: HubDep, _: ApiKey) -> Response:
     """Put the entry back on its partition (behind what the contact sent since)."""
-    try:
+    with letter_answers():
         found = await hub.dead_letters.retry(letter_id)
-    except BadLetterId as exc:
-        raise HTTPException(422, str(exc)) from None
-    if not found:
-        raise HTTPException(404, f"no dead letter {letter_id!r}")
-    return Response(status_code=202)
+    return Response(status_code=202) if found else _missing(letter_id)
 
 
 @router.delete("/{letter_id}", status_code=204)
 async def drop_dead_letter(letter_id: str, hub: HubDep, _: ApiKey) -> Response:
-    try:
+    with letter_answers():
         found = await hub.dead_letters.drop(letter_id)
+    return Response(status_code=204) if found else _missing(letter_id)
+
+
+@contextlib.contextmanager
+def letter_answers() -> Iterator[None]:
+    try:
+        yield
     except BadLetterId as exc:
         raise HTTPException(422, str(exc)) from None
-    if not found:
-        raise HTTPException(404, f"no dead letter {letter_id!r}")
-    return Response(status_code=204)
+
+
+def _missing(letter_id: str) -> NoReturn:
+    raise HTTPException(404, f"no dead letter {letter_id!r}")
