@@ -92,11 +92,14 @@ async def main(conversations: int, agents: int, partitions: int, concurrencies: 
     server = EmbeddedRedis()
     url = server.start()
     redis = Redis.from_url(url, decode_responses=True)
-    settings = load_settings({"REDIS_URL": url}, pipeline__partitions=partitions, port=0)
+    # an hour's lease: the benchmark's router routes, the one the hub starts stays idle
+    settings = load_settings({"REDIS_URL": url}, pipeline__partitions=partitions, port=0,
+                             handoff__router_lease_seconds=3600)
     hub = Hub(settings, redis, run_api=False)
     desk = TimedDesk(redis, hub.store, hub.ingest, hub.agents)
     try:
-        await redis.set(keys.ROUTER_LEASE, "the-benchmark", px=3_600_000)
+        router = Router(redis, desk, hub.agents, hub.teams, settings.handoff)
+        assert await router.lead()
         await hub.start()
         await until_workers(redis, partitions)
         capacity = -(-(conversations * len(concurrencies) + WARM_UP) // agents)  # room for every queue
@@ -105,7 +108,7 @@ async def main(conversations: int, agents: int, partitions: int, concurrencies: 
         for agent in staff:
             await hub.agents.heartbeat(agent.id)
         await queue(hub, 10_000_000, WARM_UP)  # warm up: connections, scripts, the workers' first reads
-        await Router(redis, desk, hub.agents, hub.teams, settings.handoff).round()
+        await router.round()
         print(f"{conversations} queued conversations, {agents} agents, {partitions} partitions, "
               "router and workers in one process")
         for round_number, concurrency in enumerate(concurrencies):
@@ -117,7 +120,7 @@ async def main(conversations: int, agents: int, partitions: int, concurrencies: 
             decided = time.perf_counter() - started
             print(f"decision (assignment.plan): {len(picks)} picks in {decided * 1000:.1f} ms "
                   f"({decided / max(len(picks), 1) * 1e6:.0f} µs each)")
-            router = Router(redis, desk, hub.agents, hub.teams, settings.handoff, concurrency=concurrency)
+            router.concurrency = concurrency
             desk.samples = []
             started, assigned, rounds = time.perf_counter(), 0, 0
             while True:  # as the router's loop goes on at once while a round leaves work

@@ -72,11 +72,12 @@ class Routing:
 async def routing(hub: HubFactory, redis: Redis, redis_url: str, **overrides: Any) -> AsyncIterator[Routing]:
     """A running hub (its workers apply the desk's commands) and a router the test drives round by
     round: it holds the lease for the whole test, so the router the hub runs stays idle."""
-    settings = hub_settings(redis_url, pipeline__partitions=PARTITIONS, **overrides)
+    # a long lease for the test's router alone: it renews only within long rounds
+    settings = hub_settings(redis_url, pipeline__partitions=PARTITIONS, handoff__router_lease_seconds=600,
+                            **overrides)
     desk, agents, teams = parts(redis, settings)
     router = Router(redis, desk, agents, teams, settings.handoff)
     assert await router.lead()
-    await redis.pexpire(keys.ROUTER_LEASE, 600_000)  # the test calls its rounds without renewing
     async with small_hub(hub, **overrides) as client:
         yield Routing(settings, desk, agents, teams, router, client)
 
