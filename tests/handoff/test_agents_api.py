@@ -3,10 +3,13 @@ disable, presence — behind the bearer key."""
 
 from __future__ import annotations
 
+import asyncio
+
 from redis.asyncio import Redis
 
 from bot.context import keys
 from tests.conftest import HubFactory
+from tests.pipeline.customer import Customer, small_hub
 
 TOKEN = "admin-secret-for-agents"
 ADA = {"email": "ada@example.com", "name": "Ada", "password": "correct horse", "role": "supervisor",
@@ -49,3 +52,21 @@ async def test_create_list_disable_and_presence(hub: HubFactory, redis: Redis) -
         for path in ("/api/v1/agents/ghost", "/api/v1/agents/ghost/disable"):
             method = http.get if path.endswith("ghost") else http.post
             assert (await method(path, headers=auth)).status_code == 404
+
+
+async def test_the_hubs_router_gives_a_new_chat_to_the_online_agent(hub: HubFactory) -> None:
+    async with small_hub(hub) as client:
+        http = client.http
+        ada = (await http.post("/api/v1/agents", json=ADA)).json()
+        bob = (await http.post("/api/v1/agents", json={**ADA, "email": "bob@example.com", "name": "Bob"})).json()
+        assert (await http.post(f"/api/v1/agents/{ada['id']}/presence", json={"online": True})).status_code == 200
+        kim = Customer(client, "telegram", "660001")
+        await kim.say("talk to a human")
+        deadline = asyncio.get_running_loop().time() + 10
+        while not (items := (await http.get("/api/v1/conversations", params={"mode": "assigned"})).json()["items"]):
+            assert asyncio.get_running_loop().time() < deadline, "the router never assigned the chat"
+            await asyncio.sleep(0.05)
+        [conversation] = items
+        assert conversation["assignee"] == ada["id"]  # online; Bob never said he was
+        shown = (await http.get(f"/api/v1/agents/{ada['id']}")).json()
+        assert (shown["load"], bob["load"]) == (1, 0)
