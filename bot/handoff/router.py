@@ -38,6 +38,7 @@ from bot.settings import HandoffSettings, TeamSettings
 log = logging.getLogger(__name__)
 STALE_RESERVATION_MS = 30_000  # a place held this long for a conversation the agent does not have is a leak
 ROUND_PICKS = 250  # assignments per round at most, so take-backs, SLAs and timeouts are not kept waiting
+RECONCILE_SECONDS = 10.0  # how often the places of agents still online are checked for leaks
 TIMEOUT_SCAN_SECONDS = 1.0  # how often a full queue nobody has room for is read for queue timeouts
 
 _RENEW = """
@@ -68,6 +69,7 @@ class Router:
         self.last_pick: dict[str, int] = {}
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
         self.next_timeout_scan = 0.0
+        self.next_reconcile = 0.0
         self.promises = Promises(redis, desk.store, settings.default_team)
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()  # subscribed to the workers' news
@@ -127,7 +129,11 @@ class Router:
         online = await self.agents.online_ids()
         present = [a for a in everyone if a.id in online and not a.disabled]
         gone = await self.agents.gone_ids() | {a.id for a in everyone if a.disabled}
-        await self._take_back(sorted(gone), report)
+        checked = set(gone)
+        if time.monotonic() >= self.next_reconcile:  # now and then, everyone's places too
+            self.next_reconcile = time.monotonic() + RECONCILE_SECONDS
+            checked |= {a.id for a in everyone}
+        await self._take_back(sorted(checked), gone, report)
         await self.promises.arm(teams)
         for breach in await self.promises.broken(teams, now):  # back to the queue, to someone else if possible
             if await self._release(breach.conversation_id, f"sla_{breach.clock}"):
@@ -165,9 +171,11 @@ class Router:
             self.avoid.pop(pick.conversation.contact_id, None)
             return True
 
-    async def _take_back(self, gone: list[str], report: RoundReport) -> None:
-        """Conversations of agents who went offline, idle or disabled go back to their team's queue."""
-        held = {agent_id: n for agent_id, n in (await self.agents.loads(gone)).items() if n}
+    async def _take_back(self, checked: list[str], gone: set[str], report: RoundReport) -> None:
+        """Conversations of agents who went offline, idle or disabled go back to their team's queue; a
+        place an agent holds for a conversation that is no longer theirs (a claim whose answer was
+        lost, a contact erased) is freed once it is old enough not to be a claim in flight."""
+        held = {agent_id: n for agent_id, n in (await self.agents.loads(checked)).items() if n}
         for agent_id in held:
             places: list[tuple[str, float]] = await self.redis.zrange(
                 keys.agent_load(agent_id), 0, -1, withscores=True)  # type: ignore[assignment]
@@ -175,7 +183,7 @@ class Router:
                 fields = ["id", "mode", "assignee"]
                 conv_id, mode, assignee = await self.redis.hmget(keys.conversation(str(cid)), fields)
                 if mode == "assigned" and assignee == agent_id and conv_id:
-                    if await self._release(str(conv_id), "agent_offline"):
+                    if agent_id in gone and await self._release(str(conv_id), "agent_offline"):
                         report.released.append(str(conv_id))
                 elif time.time() * 1000 - since > STALE_RESERVATION_MS:
                     await self.agents.release(agent_id, str(cid))  # a place for a conversation it no longer has

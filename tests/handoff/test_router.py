@@ -229,3 +229,13 @@ async def test_an_agent_who_never_reported_presence_keeps_a_claim(
         assert report.released == [] and await r.assignee(kim) == api_only.id
         await r.agents.disable(api_only.id)  # but a disabled agent gives everything back
         assert len((await r.router.round()).released) == 1
+
+
+async def test_a_leaked_place_is_freed_but_not_a_claim_in_flight(
+        hub: HubFactory, redis: Redis, redis_url: str) -> None:
+    async with routing(hub, redis, redis_url) as r:
+        ada = await r.agent("Ada", capacity=2)
+        old = (time.time() - 60) * 1000  # older than any claim still waiting for its worker
+        await redis.zadd(keys.agent_load(ada.id), {"c-lost-answer": old, "c-in-flight": time.time() * 1000})
+        await r.router.round()
+        assert await r.agents.conversations(ada.id) == ["c-in-flight"]
