@@ -56,17 +56,22 @@ async def running_hub(
     """The real ASGI app served by uvicorn on loopback, in this event loop, as `omnihub run` serves it."""
     from bot.api.app import create_app
 
-    server = uvicorn.Server(server_config(create_app(settings, run_workers=run_workers), settings.host,
-                                          settings.port, header_timeout=header_timeout, log_level="warning",
-                                          lifespan="on"))
+    config = server_config(create_app(settings, run_workers=run_workers), settings.host, settings.port,
+                           header_timeout=header_timeout, log_level="warning", lifespan="on")
+    async with serving(uvicorn.Server(config)), httpx.AsyncClient(base_url=settings.local_url, timeout=30) as http:
+        yield SandboxClient(http)
+
+
+@contextlib.asynccontextmanager
+async def serving(server: uvicorn.Server) -> AsyncIterator[None]:
+    """Run a uvicorn server in this event loop while the block runs."""
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
     try:
-        async with httpx.AsyncClient(base_url=settings.local_url, timeout=30) as http:
-            yield SandboxClient(http)
+        yield
     finally:
         server.should_exit = True
         await task

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,17 +24,12 @@ from redis.asyncio import Redis
 from bot.context import keys
 from bot.redis_server import free_port
 from bot.sandbox.client import SandboxClient
+from tests.pipeline.processes import hub_env, start
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 USERS = [str(500_000 + i) for i in range(16)]
 ROUNDS = 30
 PARTITIONS = 8
-
-
-def start(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def ready(url: str, procs: list[subprocess.Popen[bytes]], redis: Redis) -> None:
@@ -60,11 +53,7 @@ async def test_sigkill_worker_mid_stream(redis: Redis, redis_url: str, tmp_path:
     config = tmp_path / "omnihub.yaml"
     config.write_text(f"pipeline: {{partitions: {PARTITIONS}, lease_seconds: 1, batch: 16}}\n")
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "OMNIHUB_PORT": str(port), "OMNIHUB_CONFIG": str(config),
-           "OMNIHUB_DIALOGS": str(ROOT / "tests" / "pipeline" / "echo_dialogs")}
-    for name in list(env):
-        if name.startswith(("TELEGRAM_", "TWILIO_", "VIBER_")):
-            del env[name]
+    env = hub_env(redis_url, port, config)
     api, victim, survivor = start("api", env), start("worker", env), start("worker", env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,9 +8,7 @@ before or after, is answered exactly once and in order, with no restart of the h
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,18 +17,13 @@ import pytest
 
 from bot.redis_server import EmbeddedRedis, free_port
 from bot.sandbox.client import SandboxClient
+from tests.pipeline.processes import hub_env, start
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 USERS = [str(620_000 + i) for i in range(8)]
 ROUNDS = 24
 OUTAGE_AT = 8
 OUTAGE_SECONDS = 3.0
-
-
-def start_hub(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def readiness(http: httpx.AsyncClient) -> int | None:
@@ -54,12 +47,7 @@ async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
     config = tmp_path / "omnihub.yaml"
     config.write_text("pipeline: {partitions: 4, lease_seconds: 1, batch: 16}\n")
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "OMNIHUB_PORT": str(port), "OMNIHUB_CONFIG": str(config),
-           "OMNIHUB_DIALOGS": str(ROOT / "tests" / "pipeline" / "echo_dialogs")}
-    for name in list(env):
-        if name.startswith(("TELEGRAM_", "TWILIO_", "VIBER_")):
-            del env[name]
-    hub = start_hub(env)
+    hub = start("run", hub_env(redis_url, port, config))
     accepted: dict[str, list[str]] = {u: [] for u in USERS}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:

@@ -17,24 +17,15 @@ import uvicorn
 
 from bot.redis_server import free_port
 from bot.sandbox import emulators as sandbox
-from tests.conftest import HubFactory
+from tests.conftest import HubFactory, serving
 from tests.pipeline.customer import Customer, small_hub
 
 
 @contextlib.asynccontextmanager
 async def viber_api(port: int, hub_url: str) -> AsyncIterator[None]:
     app = sandbox.standalone_app(sandbox.create_emulators(hub_url, ["viber"]))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))):
         yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def readiness_until(client: Any, done: Any, wait: float = 20.0) -> dict[str, Any]:
