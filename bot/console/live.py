@@ -2,7 +2,7 @@
 
 Workers publish a small JSON notice (`bot.handoff.live.Change`) on `omni:console` after every change a console
 shows; every API process holds one subscription (started with its first socket, stopped with its last)
-and hands each notice to each of its sockets, which forward only what their agent may see. Browsers
+and offers each notice to each of its sockets, which take only what their agent may see. Browsers
 then re-fetch what changed, so a notice carries ids and no customer data, and a lost notice costs at
 most staleness until the next one (the page also re-fetches on reconnect). An agent coming online
 or signing out is announced on `omni:console:presence` and makes every console reload its lists, so
@@ -18,6 +18,7 @@ import logging
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from bot.console.access import Person, may_see
 from bot.handoff.live import CONSOLE, Change
 from bot.redis_server import REDIS_FAILURES
 
@@ -30,12 +31,21 @@ log = logging.getLogger(__name__)
 
 
 class Listener:
-    """One socket's inbox: a bounded queue that turns into a single "resync" when it overflows."""
+    """One socket's inbox, for one agent: it takes only the notices that agent may see now or saw
+    before (so a conversation transferred away leaves their lists), deciding as the notice arrives —
+    a busy hub then wakes only the sockets a notice concerns. Bounded: an overflow becomes one resync."""
 
-    def __init__(self) -> None:
+    def __init__(self, agent: Person) -> None:
+        self.agent = agent
         self.inbox: asyncio.Queue[Notice] = asyncio.Queue(QUEUE_LIMIT)
+        self.shown: set[str] = set()  # conversations this socket was told about and may still list
 
     def offer(self, notice: Notice) -> None:
+        if notice is not None:
+            visible = may_see(self.agent, notice.mode, notice.assignee, notice.team)
+            if not visible and notice.conversation not in self.shown:
+                return
+            (self.shown.add if visible else self.shown.discard)(notice.conversation)
         try:
             self.inbox.put_nowait(notice)
         except asyncio.QueueFull:

@@ -2,9 +2,9 @@
 
 Refused before the handshake completes (HTTP 403) without a session or from another site's page
 (Origin: a cookie rides along on a cross-site WebSocket, SameSite aside, so the origin is the check).
-A notice is forwarded only if the agent may see its conversation now, or saw it before (so a
-conversation transferred away disappears from their lists). The browser pings every 20 s; each ping
-is the agent's heartbeat and re-checks the session, so a socket dies with its session at logout.
+Each socket's `Listener` takes only the notices its agent may see (bot.console.live). The browser
+pings every 20 s; each ping is the agent's heartbeat and re-checks the session, so a socket dies with
+its session at logout.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from bot.console.access import HANDLERS, may_see
+from bot.console.access import HANDLERS
 from bot.console.deps import ConsoleParts, SignedIn, console_parts, same_origin, signed_in_agent
 from bot.console.live import Listener, announce_presence
 
@@ -32,9 +32,9 @@ async def live(socket: WebSocket) -> None:
     await socket.accept()
     await parts.agents.heartbeat(me.agent.id)
     await announce_presence(parts.hub.redis, me.agent.id)
-    listener = Listener()
+    listener = Listener(me.agent)
     parts.fanout.join(listener)
-    tasks = [asyncio.create_task(_forward(socket, me, listener)), asyncio.create_task(_pings(socket, me, parts))]
+    tasks = [asyncio.create_task(_forward(socket, listener)), asyncio.create_task(_pings(socket, me, parts))]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -44,21 +44,14 @@ async def live(socket: WebSocket) -> None:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
         await parts.fanout.leave(listener)
-        with contextlib.suppress(RuntimeError):  # already closed by the browser
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the browser may have closed it first
             await socket.close()
 
 
-async def _forward(socket: WebSocket, me: SignedIn, listener: Listener) -> None:
-    shown: set[str] = set()
+async def _forward(socket: WebSocket, listener: Listener) -> None:
     while True:
         notice = await listener.inbox.get()
-        if notice is None:
-            await socket.send_json({"event": "resync"})
-            continue
-        visible = may_see(me.agent, notice.mode, notice.assignee, notice.team)
-        if visible or notice.conversation in shown:
-            await socket.send_json(notice.model_dump())
-        (shown.add if visible else shown.discard)(notice.conversation)
+        await socket.send_json({"event": "resync"} if notice is None else notice.model_dump())
 
 
 async def _pings(socket: WebSocket, me: SignedIn, parts: ConsoleParts) -> None:

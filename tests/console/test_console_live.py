@@ -57,8 +57,13 @@ async def test_a_socket_hears_only_what_its_agent_may_see(hub: HubFactory) -> No
                 await notice(billing, wait=1.0)  # another team's queue: not a word of it
 
 
+class Person:
+    def __init__(self, role: str, teams: tuple[str, ...] = ("support",), agent_id: str = "a1") -> None:
+        self.id, self.role, self.teams = agent_id, role, teams
+
+
 def test_a_listener_that_falls_behind_gets_one_resync_for_its_backlog() -> None:
-    listener = Listener()
+    listener = Listener(Person("agent"))
     change = Change(event="message", conversation="c1-1", contact="c1", mode="queued", team="support")
     for _ in range(QUEUE_LIMIT + 1):  # one more than it holds
         listener.offer(change)
@@ -67,9 +72,17 @@ def test_a_listener_that_falls_behind_gets_one_resync_for_its_backlog() -> None:
     assert listener.inbox.get_nowait() is None and listener.inbox.get_nowait() == change
 
 
-class Person:
-    def __init__(self, role: str, teams: tuple[str, ...] = ("support",), agent_id: str = "a1") -> None:
-        self.id, self.role, self.teams = agent_id, role, teams
+def test_a_listener_takes_what_its_agent_may_see_and_hears_when_it_goes() -> None:
+    listener = Listener(Person("agent", teams=("support",), agent_id="a1"))
+    queued = Change(event="mode", conversation="c1-1", contact="c1", mode="queued", team="support")
+    elsewhere = Change(event="mode", conversation="c2-1", contact="c2", mode="queued", team="billing")
+    taken = Change(event="assigned", conversation="c1-1", contact="c1", mode="assigned", assignee="a2",
+                   team="support")
+    again = taken.model_copy(update={"event": "message"})
+    for notice in (queued, elsewhere, taken, again):
+        listener.offer(notice)
+    # its team's queue; not billing's; the colleague taking it (so it leaves the list); then no more
+    assert [listener.inbox.get_nowait() for _ in range(listener.inbox.qsize())] == [queued, taken]
 
 
 @pytest.mark.parametrize(("role", "mode", "assignee", "team", "seen"), [
