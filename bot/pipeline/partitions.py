@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from bot.context import keys
 from bot.pipeline.streams import Backoff
@@ -89,9 +90,17 @@ class PartitionLeases:
             pipe.zcard(keys.WORKERS)
             *_, live = await pipe.execute()
         target = math.ceil(self.partitions / max(int(live), 1))
-        for p in list(self.held):
+        held = list(self.held)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip for every renewal
+            for p in held:
+                pipe.execute_command("EVALSHA", self._renew.sha, 1, keys.lease(p), self.me, self.lease_ms)
+            answers = await pipe.execute(raise_on_error=False) if held else []
+        if any(isinstance(a, NoScriptError) for a in answers):  # Redis restarted and forgot the script
+            answers = [await self._renew(keys=[keys.lease(p)], args=[self.me, self.lease_ms]) for p in held]
+        for p, renewed in zip(held, answers, strict=True):
+            if isinstance(renewed, Exception):
+                raise renewed
             task, halt = self.held[p]
-            renewed = await self._renew(keys=[keys.lease(p)], args=[self.me, self.lease_ms])
             if not renewed:  # someone else has it now: stop at once, nothing left to give back
                 log.warning("lease of partition %s lost", p)
                 self._stop(p)

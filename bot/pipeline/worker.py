@@ -93,7 +93,15 @@ class Worker:
         by_contact: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             by_contact[entry[1].get("c", "")].append(entry)
-        results = await asyncio.gather(*(self._contact(p, cid, items, waiting) for cid, items in by_contact.items()))
+        # A TaskGroup, not gather: when one contact's work fails (Redis away), the others are cancelled
+        # too. Left running, they would go on while the stream loop reads their entries again — two
+        # turns of one contact at once.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._contact(p, cid, items, waiting)) for cid, items in by_contact.items()]
+        except ExceptionGroup as failed:  # the stream loop judges the first failure (a Redis one: it waits)
+            raise failed.exceptions[0] from None
+        results = [task.result() for task in tasks]
         done = [entry_id for result in results for entry_id in result.done]
         dead = [letter for result in results for letter in result.dead]
         async with self.redis.pipeline(transaction=True) as pipe:
