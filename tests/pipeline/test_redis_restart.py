@@ -72,7 +72,7 @@ async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
                 await asyncio.gather(*(say(u, f"{u}-{round_}") for u in USERS))
             for user in USERS:
                 expected = ["echo"] + [f"echo {text}" for text in accepted[user][1:]]
-                assert len(expected) > ROUNDS - 2  # most were accepted: before, and after the restart
+                assert len(expected) > ROUNDS // 2  # most were accepted: before, and after the restart
                 assert await replies(client, user, len(expected)) == expected, f"conversation {user}"
         assert hub.poll() is None  # never restarted
     finally:
