@@ -3,7 +3,8 @@
 The cookie holds a random token; Redis holds only its SHA-256 (`omni:session:<sha256>`), so a dump of
 Redis hands out no usable cookie, and logout deletes the key: a copied cookie dies with the session.
 Each session carries its own CSRF token, which state-changing requests must echo in a header.
-Failed logins are counted per email and client address (`omni:login:<sha256>`) for five minutes.
+Failed logins are counted for five minutes per email and client address, and per address alone with a
+higher limit (`omni:login:<sha256>`), so one address cannot try a password on many emails either.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from redis.asyncio import Redis
 
 SESSION_TTL_SECONDS = 12 * 3600  # idle time after which a session lapses (renewed on every use)
 LOGIN_WINDOW_SECONDS = 300
-LOGIN_FAILURES_ALLOWED = 5
+LOGIN_FAILURES_ALLOWED = 5  # per email and address
+ADDRESS_FAILURES_ALLOWED = 50  # per address, whatever the emails
 
 
 def _digest(value: str) -> str:
@@ -27,8 +29,10 @@ def session_key(token: str) -> str:
     return f"omni:session:{_digest(token)}"
 
 
-def login_failures_key(email: str, client: str) -> str:
-    return f"omni:login:{_digest(f'{email.strip().lower()}|{client}')}"
+def login_failures_key(email: str | None, client: str) -> str:
+    """The failure counter of an email at an address, or (email None) of the address alone."""
+    who = f"{email.strip().lower()}|{client}" if email is not None else f"address|{client}"
+    return f"omni:login:{_digest(who)}"
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,25 @@ class Sessions:
 
 
 class LoginLimiter:
-    """At most `LOGIN_FAILURES_ALLOWED` wrong passwords per email and address in the window."""
+    """Wrong passwords allowed in the window: a few per email and address, more per address."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def blocked(self, email: str, client: str) -> bool:
-        failures = await self.redis.get(login_failures_key(email, client))
-        return failures is not None and int(failures) >= LOGIN_FAILURES_ALLOWED
+        async with self.redis.pipeline(transaction=False) as pipe:  # two keys, maybe two slots: no MULTI
+            pipe.get(login_failures_key(email, client))
+            pipe.get(login_failures_key(None, client))
+            for_email, for_address = await pipe.execute()
+        return int(for_email or 0) >= LOGIN_FAILURES_ALLOWED or int(for_address or 0) >= ADDRESS_FAILURES_ALLOWED
 
     async def failed(self, email: str, client: str) -> None:
-        key = login_failures_key(email, client)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, LOGIN_WINDOW_SECONDS, nx=True)  # the window starts at the first failure
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (login_failures_key(email, client), login_failures_key(None, client)):
+                # the window starts at the first failure; the TTL exists before the count does, so no
+                # crash can leave a counter that never expires
+                pipe.set(key, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)
+                pipe.incr(key)
             await pipe.execute()
 
     async def succeeded(self, email: str, client: str) -> None:
