@@ -160,8 +160,9 @@ class Desk:
             raise DeskError(409, f"agent {agent_id} has no free slot")
         try:
             await self._run(Assign(id=new_id("asg"), agent_id=agent_id, take_over=take_over), view.contact_id)
-        except DeskError:
-            if self.capacity is not None and previous != agent_id:
+        except DeskError as refused:
+            # a 504 is "not applied yet", not "refused": the worker will assign it, so the place stays taken
+            if self.capacity is not None and previous != agent_id and refused.status != 504:
                 await self.capacity.release(agent_id, view.contact_id)
             raise
         if self.capacity is not None and previous and previous != agent_id:
