@@ -31,9 +31,11 @@ PAGE_HEADERS = {  # the console's pages load only their own files, and no other 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
-def login_page(message: str = "", status: int = 200) -> HTMLResponse:
+def login_page(message: str = "", status: int = 200, email: str = "") -> HTMLResponse:
+    """The form, with why the last try failed and the email typed (both escaped: they are input)."""
     page = (STATIC / "login.html").read_text(encoding="utf-8")
-    return HTMLResponse(page.replace("{{ message }}", html.escape(message)), status, headers=PAGE_HEADERS)
+    page = page.replace("{{ message }}", html.escape(message)).replace("{{ email }}", html.escape(email))
+    return HTMLResponse(page, status, headers=PAGE_HEADERS)
 
 
 def secure(request: Request, public_url: str | None) -> bool:
@@ -57,11 +59,11 @@ async def login(
     client = request.client.host if request.client else "unknown"
     if await parts.limiter.blocked(email, client):
         minutes = LOGIN_WINDOW_SECONDS // 60
-        return login_page(f"Too many failed sign-ins. Try again in {minutes} minutes.", 429)
+        return login_page(f"Too many failed sign-ins. Try again in {minutes} minutes.", 429, email)
     agent = await parts.agents.verify(email, password)
     if agent is None:
         await parts.limiter.failed(email, client)
-        return login_page("Wrong email or password.", 401)
+        return login_page("Wrong email or password.", 401, email)
     await parts.limiter.succeeded(email, client)
     session = await parts.sessions.open(agent.id)
     response = RedirectResponse("/console", 303)

@@ -34,7 +34,9 @@ async def test_nothing_without_a_session(hub: HubFactory) -> None:
         forged = {"Cookie": "omnihub_console=not-a-session", "Origin": origin(client)}
         assert await refused_socket(client, forged) == 403
         login = await client.http.get("/console/login")
-        assert login.status_code == 200 and 'type="password"' in login.text
+        assert login.status_code == 200 and 'type="password"' in login.text and "{{" not in login.text
+        hostile = await client.http.post("/console/login", data={"email": '"><script>x()</script>', "password": "x"})
+        assert hostile.status_code == 401 and "<script>x()" not in hostile.text  # escaped
 
 
 async def test_wrong_passwords_are_limited_and_the_sixth_try_is_refused(hub: HubFactory) -> None:
@@ -43,6 +45,7 @@ async def test_wrong_passwords_are_limited_and_the_sixth_try_is_refused(hub: Hub
         for _ in range(5):
             wrong = await client.http.post("/console/login", data={"email": "ana@example.com", "password": "nope"})
             assert wrong.status_code == 401 and "Wrong email or password" in wrong.text
+            assert 'value="ana@example.com"' in wrong.text  # typed once
             assert "omnihub_console" not in wrong.headers.get("set-cookie", "")
         blocked = await client.http.post("/console/login", data={"email": "ana@example.com", "password": PASSWORD})
         assert blocked.status_code == 429 and "Too many failed sign-ins" in blocked.text
