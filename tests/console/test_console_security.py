@@ -3,10 +3,12 @@ login rate limit, logout kills the cookie, CSRF, team boundaries, and a note nev
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bot.sandbox.client import SandboxClient
 from tests.conftest import HubFactory
@@ -61,10 +63,15 @@ async def test_the_cookie_is_hardened_and_useless_after_logout(hub: HubFactory) 
             assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
             assert (await client.http.get("/console/api/me", headers={"Cookie": stolen})).status_code == 200
             ours = origin(client)
-            async with connect(live_url(client), additional_headers={"Cookie": stolen, "Origin": ours}):
-                pass  # a live session opens the socket
-
-            assert (await ben.post("/console/logout")).status_code == 200
+            async with connect(live_url(client), additional_headers={"Cookie": stolen, "Origin": ours}) as socket:
+                assert (await ben.http.post("/console/logout")).status_code == 403  # no CSRF token: no logout
+                assert (await ben.post("/console/logout")).status_code == 200
+                await socket.send("ping")  # the browser's next ping finds the session gone
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(10):
+                        while True:
+                            await socket.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
             assert (await client.http.get("/console/api/me", headers={"Cookie": stolen})).status_code == 401
             page = await client.http.get("/console", headers={"Cookie": stolen}, follow_redirects=False)
