@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +19,21 @@ def hub_env(redis_url: str, port: int, config: Path) -> dict[str, str]:
     return {name: value for name, value in env.items() if not name.startswith(("TELEGRAM_", "TWILIO_", "VIBER_"))}
 
 
+LOGS: dict[int, Path] = {}  # pid -> the file its stderr goes to
+
+
 def start(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """The process logs to a file, not a pipe: a pipe nobody reads fills up, and a hub blocked writing
+    a log line stalls its event loop (its leases lapse) — a fault of the test's own making."""
+    handle, name = tempfile.mkstemp(prefix=f"omnihub-{role}-", suffix=".log")
+    with open(handle, "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "bot.cli", role], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=log)
+    LOGS[proc.pid] = Path(name)
+    return proc
+
+
+def log_tail(proc: subprocess.Popen[bytes], chars: int = 3000) -> str:
+    """The end of what the process logged (for an assertion's message)."""
+    path = LOGS.get(proc.pid)
+    return path.read_text(errors="replace")[-chars:] if path and path.exists() else ""

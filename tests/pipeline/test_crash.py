@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from bot.context import keys
 from bot.redis_server import free_port
 from bot.sandbox.client import SandboxClient
-from tests.pipeline.processes import hub_env, start
+from tests.pipeline.processes import hub_env, log_tail, start
 
 pytestmark = pytest.mark.slow
 USERS = [str(500_000 + i) for i in range(16)]
@@ -37,7 +37,7 @@ async def ready(url: str, procs: list[subprocess.Popen[bytes]], redis: Redis) ->
         deadline = time.monotonic() + 90  # three processes importing aiogram at once on two cores
         while time.monotonic() < deadline:
             for proc in procs:
-                assert proc.poll() is None, (proc.stderr.read() if proc.stderr else b"").decode()[-3000:]
+                assert proc.poll() is None, log_tail(proc)
             try:
                 api_up = (await http.get(f"{url}/readyz")).status_code == 200
             except httpx.HTTPError:
@@ -89,8 +89,6 @@ async def test_sigkill_worker_mid_stream(redis: Redis, redis_url: str, tmp_path:
                 proc.terminate()
         for proc in (api, victim, survivor):
             proc.wait(10)
-            if proc.stderr:
-                proc.stderr.close()
 
 
 async def kill_and_list_in_doubt(redis: Redis, victim: subprocess.Popen[bytes]) -> tuple[set[str], set[int]]:

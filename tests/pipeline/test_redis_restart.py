@@ -17,7 +17,7 @@ import pytest
 
 from bot.redis_server import EmbeddedRedis, free_port
 from bot.sandbox.client import SandboxClient
-from tests.pipeline.processes import hub_env, start
+from tests.pipeline.processes import hub_env, log_tail, start
 
 pytestmark = pytest.mark.slow
 USERS = [str(620_000 + i) for i in range(8)]
@@ -36,7 +36,7 @@ async def readiness(http: httpx.AsyncClient) -> int | None:
 async def until_readiness(http: httpx.AsyncClient, status: int, hub: subprocess.Popen[bytes], wait: float) -> None:
     deadline = time.monotonic() + wait
     while await readiness(http) != status:
-        assert hub.poll() is None, (hub.stderr.read() if hub.stderr else b"").decode()[-3000:]
+        assert hub.poll() is None, log_tail(hub)
         assert time.monotonic() < deadline, f"/readyz never answered {status}"
         await asyncio.sleep(0.05)
 
@@ -78,8 +78,6 @@ async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
     finally:
         hub.terminate()
         hub.wait(15)
-        if hub.stderr:
-            hub.stderr.close()
         server.stop()
 
 
