@@ -8,11 +8,13 @@ import json
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from bot.console.access import may_see
-from bot.console.live import QUEUE_LIMIT, Listener
-from bot.handoff.live import Change
+from bot.console.live import QUEUE_LIMIT, Fanout, Listener
+from bot.handoff.live import CONSOLE, Change
+from bot.redis_server import EmbeddedRedis
 from tests.conftest import HubFactory, hub_settings, running_hub
 from tests.console.signin import ConsoleAgent, add_agent, live_url, origin, signed_in
 from tests.pipeline.customer import PARTITIONS, Customer, small_hub
@@ -97,3 +99,24 @@ def test_a_listener_takes_what_its_agent_may_see_and_hears_when_it_goes() -> Non
 ])
 def test_who_may_see_a_conversation(role: str, mode: str, assignee: str | None, team: str, seen: bool) -> None:
     assert may_see(Person(role), mode, assignee, team) is seen
+
+
+async def test_the_subscription_outlives_a_redis_restart_and_says_resync() -> None:
+    server = EmbeddedRedis()
+    redis = Redis.from_url(server.start(), decode_responses=True)
+    fanout, listener = Fanout(redis), Listener(Person("supervisor"))
+    change = Change(event="message", conversation="c9-1", contact="c9", mode="assigned", assignee="a2")
+    try:
+        fanout.join(listener)
+        async with asyncio.timeout(10):
+            assert await listener.inbox.get() is None  # subscribed: reload what you show
+        server.stop()
+        server.start()  # the same port, empty
+        async with asyncio.timeout(20):
+            assert await listener.inbox.get() is None  # subscribed again: what was missed, reload it
+            assert await redis.publish(CONSOLE, change.model_dump_json()) == 1  # one subscriber: this process
+            assert await listener.inbox.get() == change
+    finally:
+        await fanout.leave(listener)
+        await redis.aclose()
+        server.stop()
