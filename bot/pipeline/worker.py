@@ -161,6 +161,8 @@ class Worker:
         if event.kind is EventKind.status and event.status_of:
             delivery = Delivery(status=str(event.status), error=event.error)
             await self.store.update_history(cid, ("pid", event.status_of), delivery.stored())
+            if prepared.snapshot.mode != "bot":  # the console's delivered/read ticks
+                await self._tell_people(prepared.snapshot, Changes(), ["status"], entry_id)
             return []
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
