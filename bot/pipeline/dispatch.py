@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from bot.context import keys
 from bot.models import OutboundMessage
-from bot.pipeline.streams import TRIM_EVERY_SECONDS, Backoff, Entry, after, ensure_group, pause, trim_below_pending
+from bot.pipeline.streams import TRIM_EVERY_SECONDS, Backoff, Entry, ensure_group, pause, trim_below_pending
 from bot.redis_server import REDIS_FAILURES
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class Dispatch:
             for lane, cursor in backlog.items():
                 read = await self._xread({self.streams[lane]: cursor}, max(1, room // len(backlog)), None)
                 entries = read[0][1] if read else []
-                cursors[lane] = after(entries[-1][0]) if entries else None
+                cursors[lane] = entries[-1][0] if entries else None  # the next page starts after it
                 await self._admit(lane, entries)
             return
         live = await self._xread({self.streams["live"]: ">"}, room, None)

@@ -40,7 +40,9 @@ def stream_id(entry_id: str) -> tuple[int, int]:
 
 
 def after(entry_id: str) -> str:
-    """The smallest stream id greater than `entry_id` (for paging and trimming)."""
+    """The smallest stream id greater than `entry_id` (for trimming: MINID keeps what is not below it).
+    Not for paging a pending list: XREADGROUP with an id already returns the entries after it, and
+    starting from this one would skip the entry one sequence number later (an XADD of the same MULTI)."""
     ms, seq = stream_id(entry_id)
     return f"{ms}-{seq + 1}"
 
@@ -103,7 +105,7 @@ async def consume(
             entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
             if cursor is not None:
                 if entries:
-                    cursor = after(entries[-1][0])
+                    cursor = entries[-1][0]  # XREADGROUP reads the pending entries *after* this id
                 else:
                     cursor, last_backlog = None, time.monotonic()
             live = [(i, f) for i, f in entries if f]

@@ -142,3 +142,19 @@ async def test_the_sender_carries_on_after_redis_restarts_empty() -> None:
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_a_new_owner_sends_every_message_a_dead_one_left_pending(redis: Redis) -> None:
+    """Pending entries added by one MULTI have consecutive sequence numbers: paging through them must not
+    skip the one after each page (XREADGROUP reads after the id it is given)."""
+    await ensure_group(redis, keys.outbound(0))
+    messages = [OutboundMessage(id=f"m{n}", contact_id="c7", channel="telegram", user_id="7", reply=Reply(text=f"{n}"))
+                for n in range(7)]
+    async with redis.pipeline(transaction=True) as pipe:
+        for message in messages:
+            pipe.xadd(keys.outbound(0), {"m": message.model_dump_json()})
+        await pipe.execute()
+    await redis.xreadgroup(keys.GROUP, "p0", {keys.outbound(0): ">"})  # read by an owner that then died
+    async with sender(redis, batch=2) as rig:
+        sent = await rig.arrived(7, 7, within=10)
+        assert [s.text for s in sent] == [str(n) for n in range(7)]
