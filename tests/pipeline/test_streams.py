@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 
 from redis.asyncio import Redis
 
@@ -21,16 +21,17 @@ async def test_paging_through_a_dead_owners_pending_entries_skips_none(redis: Re
         await pipe.execute()
     await redis.xreadgroup(keys.GROUP, "p0", {STREAM: ">"})  # read by an owner that then died
     seen: list[str] = []
-    halt = asyncio.Event()
+    halt, all_nine = asyncio.Event(), asyncio.Event()
 
     async def handle(entries: list[Entry]) -> None:
         seen.extend(fields["n"] for _, fields in entries)
         await redis.xack(STREAM, keys.GROUP, *(entry_id for entry_id, _ in entries))
+        if len(seen) >= 9:
+            all_nine.set()
 
     reading = asyncio.create_task(consume(redis, STREAM, "p0", 2, halt, handle))
-    deadline = time.monotonic() + 5
-    while len(seen) < 9 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_nine.wait(), 5)
     halt.set()
     await reading
     assert seen == [str(n) for n in range(9)]
