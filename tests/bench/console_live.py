@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/console_live.py [--agents 50] [--conversations 200] [--rate 200] [--seconds 10]
 
-Starts a throwaway Redis and one `omnihub run`-like hub (API, workers, router) on loopback, creates
+Starts a throwaway Redis and `omnihub run` (API, workers, router) as a process of its own, creates
 `--agents` agents who sign in to the console and keep its socket open, and has `--conversations`
 Telegram customers ask for a human (the router gives them out). Then the customers write at `--rate`
 messages a second for `--seconds`, round-robin, and for each message the benchmark measures the time
@@ -19,7 +19,9 @@ import collections
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,9 +31,9 @@ from websockets.asyncio.client import ClientConnection, connect
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bot.redis_server import EmbeddedRedis  # noqa: E402
+from bot.redis_server import EmbeddedRedis, free_port  # noqa: E402
 from bot.sandbox.client import SandboxClient  # noqa: E402
-from tests.conftest import hub_settings, running_hub  # noqa: E402
+from tests.pipeline.processes import hub_env, log_tail, start  # noqa: E402
 
 PASSWORD = "correct horse battery"
 Pending = dict[str, collections.deque[float]]
@@ -76,10 +78,12 @@ async def assigned(client: SandboxClient, count: int) -> dict[str, str]:
 
 async def bench(args: argparse.Namespace) -> None:
     server = EmbeddedRedis()
-    url = server.start()
-    settings = hub_settings(url, pipeline__partitions=args.partitions, pipeline__lease_seconds=5.0)
+    redis_url = server.start()
+    hub = start_hub(redis_url, args.port, args.partitions)
     try:
-        async with running_hub(settings) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=30) as http:
+            await until_ready(http, hub)
+            client = SandboxClient(http)
             sockets = [await online_agent(client, n) for n in range(args.agents)]
             users = [str(800_000 + n) for n in range(args.conversations)]
             for user in users:
@@ -109,7 +113,31 @@ async def bench(args: argparse.Namespace) -> None:
                 await socket.close()
             report(samples, total, sent_for)
     finally:
+        hub.terminate()
+        hub.wait(15)
         server.stop()
+
+
+def start_hub(redis_url: str, port: int, partitions: int) -> subprocess.Popen[bytes]:
+    """`omnihub run` in a process of its own (the shop dialogs, sandbox channels), as a user runs it:
+    the load generator and the agents' sockets here do not share its event loop."""
+    config = Path(tempfile.mkdtemp()) / "omnihub.yaml"
+    config.write_text(f"pipeline: {{partitions: {partitions}, lease_seconds: 5}}\n")
+    env = hub_env(redis_url, port, config)
+    env.pop("OMNIHUB_DIALOGS")
+    return start("run", env)
+
+
+async def until_ready(http: httpx.AsyncClient, hub: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if hub.poll() is not None:
+            raise SystemExit(f"the hub exited: {log_tail(hub)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await http.get("/readyz")).status_code == 200:
+                return
+        await asyncio.sleep(0.2)
+    raise SystemExit("the hub did not get ready in a minute")
 
 
 def report(samples: list[float], total: int, sent_for: float) -> None:
@@ -127,6 +155,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--port", type=int, default=free_port())
     asyncio.run(bench(parser.parse_args()))
 
 
