@@ -105,10 +105,14 @@ async def get_history(
     _: ApiKey,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    notes: Annotated[bool, Query(description="also the agents' internal notes (direction \"note\")")] = False,
 ) -> HistoryPage:
+    """What was said in and out, oldest first; agents' notes only when asked for (`direction` is "in"
+    or "out" otherwise, as the contract has it). `total` and `offset` count every kept entry."""
     await live_contact(hub, contact_id)
     total, entries = await hub.store.history(contact_id, offset, limit)
-    return HistoryPage(items=[history_item(e) for e in entries], total=total, offset=offset)
+    shown = [e for e in entries if notes or e.direction != "note"]
+    return HistoryPage(items=[history_item(e) for e in shown], total=total, offset=offset)
 
 
 @router.get("/{contact_id}/export", response_model=ExportOut)

@@ -72,7 +72,10 @@ async def test_handoff_claim_reply_note_resolve_and_rating(hub: HubFactory, redi
         assert greeting["text"].startswith("Hi")  # the bot has the customer again
 
         history = (await client.http.get(f"/api/v1/contacts/{got['contact_id']}/history")).json()["items"]
-        assert any(i["text"] == "wants a refund" and i["direction"] == "note" for i in history)
+        assert {i["direction"] for i in history} == {"in", "out"}  # the contract's history: no notes
+        with_notes = (await client.http.get(f"/api/v1/contacts/{got['contact_id']}/history",
+                                            params={"notes": "true"})).json()["items"]
+        assert any(i["text"] == "wants a refund" and i["direction"] == "note" for i in with_notes)
         assert await agents.load(winner.id) == 0  # the slot is free again
         assert (await client.http.get(f"/api/v1/conversations/{cid}")).status_code == 404  # a new one began
 
