@@ -18,6 +18,7 @@ import uvicorn
 from redis.asyncio import Redis
 
 from bot.api.http_server import server_config
+from bot.cli_support import fail
 from bot.dead_letter_cli import dead
 from bot.dialogue import DialogError, Engine
 from bot.handoff.cli import agents, teams
@@ -45,11 +46,6 @@ def setup_logging(settings: Settings | None = None) -> None:
     redacting = RedactingFilter(configured_secrets(settings) if settings else ())
     for handler in logging.getLogger().handlers:
         handler.addFilter(redacting)
-
-
-def fail(message: str) -> typer.Exit:
-    typer.secho(f"omnihub: {message}", fg="red", err=True)
-    return typer.Exit(2)
 
 
 def checked_settings(need_redis: bool = False) -> Settings:

@@ -215,7 +215,7 @@ class Hub:
                                    s.context.default_language)
         turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
                             s.context.default_language, keywords, Notices(dialogs.texts, s.context.default_language),
-                            s.handoff.rules)
+                            s.handoff.rules, s.handoff.default_team)
         deep_links = {c: k.deep_link for c, k in self.connectors.items() if isinstance(k, DeepLinks)}
         linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
                         self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)

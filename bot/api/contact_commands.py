@@ -17,7 +17,7 @@ from bot.api.contacts import live_contact
 from bot.api.deps import ApiKey, HubDep
 from bot.context.store import new_id
 from bot.models import Button, Channel, Purpose
-from bot.pipeline.commands import CommandRefused, SendText, SetMode, address
+from bot.pipeline.commands import CommandRefused, SendText, address
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="the same key: the same command, once")]
@@ -64,5 +64,5 @@ async def hand_off(cid: str, body: HandoffIn, hub: HubDep, _: ApiKey, idempotenc
                    ) -> Queued:
     """Queue the contact's conversation for a person: the bot stops answering it."""
     await live_contact(hub, cid)
-    command = SetMode(id=_command_id("hof", cid, idempotency_key), mode="queued", reason=body.reason or "api")
-    return Queued(id=command.id, queued=await hub.ingest.command(command, cid))
+    command_id = _command_id("hof", cid, idempotency_key)
+    return Queued(id=command_id, queued=await hub.desk.hand_off(cid, body.reason or "api", command_id=command_id))

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
 from redis.asyncio import Redis
 
+from bot.cli_support import with_redis
 from bot.handoff.agents import Agent, AgentError, AgentStore
 from bot.handoff.teams import TeamError, Teams, team_of
-from bot.redis_server import REDIS_FAILURES, connect
-from bot.settings import WEEKDAYS, ConfigError, Settings, load_settings
+from bot.settings import WEEKDAYS, Settings
 
 agents = typer.Typer(help="The people who answer customers: add, list, disable, change a password.",
                      no_args_is_help=True)
@@ -21,32 +20,8 @@ teams = typer.Typer(help="Teams (skills, hours, timeouts): the configuration's p
 T = TypeVar("T")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"omnihub: {message}", fg="red", err=True)
-    return typer.Exit(2)
-
-
 def _with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    if not settings.redis_url:
-        raise _fail("bad setting redis_url (env REDIS_URL): the Redis of the hub to change")
-
-    async def go() -> T:
-        redis = connect(settings.redis_url or "")
-        try:
-            return await action(redis, settings)
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(go())
-    except (AgentError, TeamError) as exc:
-        raise _fail(str(exc)) from None
-    except REDIS_FAILURES as exc:
-        raise _fail(f"Redis at {settings.redis_url}: {exc}") from None
+    return with_redis(action, "the Redis of the hub to change", (AgentError, TeamError))
 
 
 def _store(redis: Redis, settings: Settings) -> AgentStore:

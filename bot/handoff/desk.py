@@ -12,22 +12,21 @@ that is not the contact's current conversation is a 404 (it was resolved and a n
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
 import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from bot.context import keys
+from bot.context import keys, whatsapp_window
 from bot.context.history import HistoryEntry
 from bot.context.store import ContextStore, Snapshot, new_id
+from bot.context.whatsapp_window import SEEN_WHATSAPP
 from bot.handoff.customer_turns import contact_of
 from bot.models import Button
-from bot.pipeline.commands import Assign, Command, Note, Resolve, SendText, SetMode, Tell, address
+from bot.pipeline.commands import Assign, Command, Note, Resolve, SendText, SetMode, Tell
 from bot.pipeline.ingest import Ingest
 
-WHATSAPP_WINDOW_SECONDS = 24 * 3600
 WAIT_SECONDS = 10
 MERGE_HOPS = 5  # merged contacts followed to find a conversation that moved
 
@@ -67,9 +66,7 @@ class ConversationView(BaseModel):
     @classmethod
     def of(cls, snapshot: Snapshot) -> ConversationView:
         conv, profile = snapshot.conversation, snapshot.profile
-        seen = profile.get("seen:whatsapp")
-        window = None if conv.get("ch") != "whatsapp" else bool(seen and time.time() - float(seen)
-                                                                  < WHATSAPP_WINDOW_SECONDS)
+        window = whatsapp_window.is_open(profile.get(SEEN_WHATSAPP)) if conv.get("ch") == "whatsapp" else None
         return cls(
             id=conv.get("id", snapshot.cid), contact_id=snapshot.cid, mode=snapshot.mode, channel=conv.get("ch"),
             user_id=conv.get("uid"), assignee=conv.get("assignee"), team=conv.get("team"),
@@ -224,13 +221,6 @@ class Desk:
         """Queue a contact's conversation for a person (the API's trigger); False if `command_id` was used."""
         return await self.ingest.command(SetMode(id=command_id or new_id("hof"), mode="queued", reason=reason,
                                                  team=team), cid)
-
-    def can_reach(self, snapshot: Snapshot) -> bool:
-        try:
-            address(snapshot, None)
-        except Exception:
-            return False
-        return True
 
     async def _snapshot(self, conversation_id: str) -> Snapshot:
         cid = contact_of(conversation_id)

@@ -22,7 +22,7 @@ from pydantic import Field, TypeAdapter
 from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.models import Button, Channel, Frozen, OutboundMessage, Purpose, Reply
-from bot.pipeline.turns import DEFAULT_TEAM, Say, TurnOutcome
+from bot.pipeline.turns import Say, TurnOutcome
 
 Mode = Literal["bot", "queued", "assigned", "resolved"]
 
@@ -101,8 +101,9 @@ class CommandOutcome(TurnOutcome):
     events: list[str] = field(default_factory=list)  # what a console should refresh: "mode", "assigned", …
 
 
-def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say) -> CommandOutcome:
-    """The changes and the outbound messages of one command; `entry_id` is its stream entry."""
+def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say, default_team: str) -> CommandOutcome:
+    """The changes and the outbound messages of one command; `entry_id` is its stream entry;
+    `default_team` takes a handoff that names no team."""
     outcome = CommandOutcome(Changes(conversation={"last": entry_id}))
     now = f"{time.time():.3f}"
     conversation, changes = snapshot.conversation, outcome.changes
@@ -121,7 +122,7 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say) -> Comm
     if isinstance(command, SetMode):
         _move(outcome, snapshot, command.mode)
         if command.mode == "queued":
-            changes.conversation.update(team=command.team or conversation.get("team") or DEFAULT_TEAM,
+            changes.conversation.update(team=command.team or conversation.get("team") or default_team,
                                         queued_at=now, handoff=command.reason or "requested")
             changes.drop_conversation_fields.append("assignee")
         elif command.mode == "bot":

@@ -41,9 +41,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from bot.context import consent, keys
+from bot.context import consent, keys, whatsapp_window
 from bot.context.history import Delivery, HistoryEntry
 from bot.context.store import Changes, ContextStore
+from bot.context.whatsapp_window import SEEN_WHATSAPP
 from bot.models import Channel, OutboundMessage, Reply, Template
 from bot.pipeline.dispatch import Dispatch, Held
 from bot.pipeline.ratelimit import RateLimiter
@@ -53,8 +54,6 @@ from bot.rendering import RenderedPart, render
 from connectors.base import Connector, SendError
 
 log = logging.getLogger(__name__)
-WHATSAPP_WINDOW_SECONDS = 24 * 3600
-SEEN_WHATSAPP = "seen:whatsapp"  # profile field: epoch of the contact's last WhatsApp message (set by the turn)
 TEMPLATE_PREVIEW = 100  # characters of the text passed to the fallback template
 # Channels whose "too many requests" is about the sender (account, number, bot), never one recipient.
 # Telegram's 429 is per chat: a bot over its global limit is kept below it by its rate bucket.
@@ -165,7 +164,8 @@ class Sender:
         if refusal:
             return {"st": "blocked", "err": f"not sent: {refusal}"}
         reply, noted = message.reply, {}
-        if message.channel == "whatsapp" and reply.template is None and not _in_window(profile.get(SEEN_WHATSAPP)):
+        closed = message.channel == "whatsapp" and not whatsapp_window.is_open(profile.get(SEEN_WHATSAPP))
+        if closed and reply.template is None:
             if self.whatsapp_template is None:
                 return {"st": "failed", "err": "not sent: outside the WhatsApp 24-hour window, and no "
                         "twilio.whatsapp_fallback_template is configured"}
@@ -227,10 +227,6 @@ class Sender:
             if halt.is_set():
                 raise Halted
             attempt += 1
-
-
-def _in_window(seen: str | None) -> bool:
-    return seen is not None and time.time() - float(seen) < WHATSAPP_WINDOW_SECONDS
 
 
 def _preview(reply: Reply) -> dict[str, str]:

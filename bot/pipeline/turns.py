@@ -25,7 +25,6 @@ from bot.rendering import match_option
 from bot.settings import HandoffRule
 
 SUPPORTED_LANGUAGES = ("en", "ru")
-DEFAULT_TEAM = "support"  # who a handoff goes to when neither the dialog nor the API names a team
 Say = Callable[[str, Snapshot], Reply | None]  # a dialog text by name, in the contact's language
 
 
@@ -39,9 +38,12 @@ class TurnHandler:
     def __init__(
         self, backend: DialogueBackend, capabilities: dict[Channel, Capabilities], default_language: str,
         keywords: ConsentKeywords | None = None, say: Say | None = None, rules: Sequence[HandoffRule] = (),
+        default_team: str = "support",
     ) -> None:
         """`say`: dialog texts by name (leaving the queue, thanking for a rating); None says nothing.
-        `rules`: customers who always go to a person (a tag or an attribute, bot.settings.HandoffRule)."""
+        `rules`: customers who always go to a person (a tag or an attribute, bot.settings.HandoffRule).
+        `default_team`: whose queue a handoff goes to when neither the dialog nor a rule names a team."""
+        self.default_team = default_team
         self.rules = tuple(rules)
         self.backend = backend
         self.capabilities = capabilities
@@ -87,7 +89,7 @@ class TurnHandler:
     ) -> TurnOutcome:
         """Straight to a person, without the bot: the customer is one a rule says people serve."""
         changes.conversation.update(mode="queued", handoff=rule.reason, queued_at=f"{now:.3f}",
-                                    team=rule.team or DEFAULT_TEAM)
+                                    team=rule.team or self.default_team)
         changes.mode = (changes.mode[1] if changes.mode else snapshot.mode, "queued")
         replies = [r for r in [self.say("handoff_requested", snapshot)] if r is not None]
         return TurnOutcome(changes, self._outbound(snapshot, event, entry_id, replies, changes, now))
@@ -164,8 +166,8 @@ class TurnHandler:
         else:
             changes.drop_conversation_fields.append("st")
         if result.handoff:
-            changes.conversation.update(mode="queued", handoff=result.handoff.reason, queued_at=f"{now:.3f}",
-                                        team=result.handoff.team or snapshot.conversation.get("team") or DEFAULT_TEAM)
+            team = result.handoff.team or snapshot.conversation.get("team") or self.default_team
+            changes.conversation.update(mode="queued", handoff=result.handoff.reason, queued_at=f"{now:.3f}", team=team)
             changes.mode = (changes.mode[1] if changes.mode else snapshot.mode, "queued")
         outbound = self._outbound(snapshot, event, entry_id, result.replies, changes, now)
         self._offer_options(event.channel, result.replies, changes)

@@ -82,7 +82,6 @@ class Worker:
         self.linker = linker
         self.batch = batch
         self.attempts = attempts
-        self.say = turns.say
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
         waiting: dict[str, Waiting] = {}  # this owner's view; a new owner rebuilds it from the pending list
@@ -185,7 +184,7 @@ class Worker:
         if not snapshot.profile or "merged_into" in snapshot.profile:
             await self._answer(cid, command.id, "the contact was erased or merged into another")
             raise CommandRefused("the contact was erased or merged into another")
-        outcome = apply(snapshot, command, entry_id, self.say)
+        outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)
         await self.store.commit(cid, outcome.changes)
         await self._answer(cid, command.id, outcome.refusal)
         if outcome.events:
