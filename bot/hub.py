@@ -78,7 +78,8 @@ class Hub:
         self.store = ContextStore(self.redis, s.context.history_cap)
         self.identities = Identities(self.redis, self.store, s.context.default_region)
         self.ingest = Ingest(self.redis, self.identities, s.pipeline.partitions, s.pipeline.dedupe_ttl_seconds)
-        self.merger = Merger(self.redis, self.identities, s.context.history_cap, s.pipeline.dedupe_ttl_seconds)
+        self.merger = Merger(self.redis, self.identities, s.context.history_cap, s.pipeline.dedupe_ttl_seconds,
+                             s.pipeline.partitions)
         self.privacy = Privacy(self.redis, self.identities, s.pipeline.partitions)
         self.profiles = Profiles(self.redis)
         self.dead_letters = DeadLetters(self.redis, s.pipeline.partitions)

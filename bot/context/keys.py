@@ -21,7 +21,7 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:tag:<tag>               | set    | contact ids carrying the tag (superset index)   |
 | omni:link:<code>             | string | link code -> "<cid>:<expiry>" or "used", TTL    |
 | omni:lt:<channel>:<user id>  | string | wrong link codes of an identity, TTL            |
-| omni:events                  | stream | contact lifecycle events (merged, erased...)    |
+| omni:{cid}:ev                | list   | events of unfinished entries (bot.crm.outbox), TTL |
 | omni:conv:<mode>             | zset   | contact ids by mode (superset), score = `ms`    |
 | omni:in:{p<n>}               | stream | inbound events of partition n                   |
 | omni:out:{p<n>}              | stream | outbound messages of partition n (live lane)    |
@@ -30,6 +30,8 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:{cid}:res:<command id>  | list   | a command's outcome for whoever waits, TTL 60 s |
 | omni:att:{p<n>}              | hash   | failed attempts per inbound entry id            |
 | omni:dead:{p<n>}             | stream | dead letters of partition n (entry + error)     |
+| omni:ev:{p<n>}               | stream | the CRM feed of partition n (bot.crm.outbox)    |
+| omni:evs:{p<n>}:<event id>   | string | an event appended by emit_once, TTL 7 days      |
 | omni:lease:<n>               | string | which worker owns partition n, TTL              |
 | omni:workers                 | zset   | live workers, score = lease expiry              |
 | omni:rl:<ch>:<sender>[:<chat>] | hash | send rate token bucket (pipeline.ratelimit)     |
@@ -52,7 +54,6 @@ import zlib
 PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
 WORKERS = "omni:workers"
 GROUP = "workers"
-EVENTS = "omni:events"
 JOURNALS = "omni:journals"
 
 
@@ -144,6 +145,18 @@ def attempts(p: int) -> str:
 
 def dead(p: int) -> str:
     return f"omni:dead:{{p{p}}}"
+
+
+def events(p: int) -> str:
+    return f"omni:ev:{{p{p}}}"
+
+
+def event_seen(p: int, event_id: str) -> str:
+    return f"omni:evs:{{p{p}}}:{event_id}"
+
+
+def outbox(cid: str) -> str:
+    return f"omni:{{{cid}}}:ev"
 
 
 def lease(p: int) -> str:

@@ -37,11 +37,12 @@ import orjson
 from redis.asyncio import Redis
 
 from bot.context import indexes, keys
-from bot.context.events import MAXLEN, EventType, cloud_event
 from bot.context.identity import Identities, stage_repoint
 from bot.context.journal import Journal, Steps
 from bot.context.merge_plan import MERGING, TOMBSTONE, Op, Side, ops, plan
 from bot.context.store import CONSENT_TRAIL_CAP
+from bot.crm.events import CloudEvent, ContactMerged, ContactUnmerged, event_id
+from bot.crm.outbox import Emitter
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 50  # re-plans when the survivor keeps changing under the merge
@@ -74,8 +75,10 @@ class Merged:
 
 
 class Merger:
-    def __init__(self, redis: Redis, identities: Identities, history_cap: int, dedupe_ttl: int) -> None:
+    def __init__(self, redis: Redis, identities: Identities, history_cap: int, dedupe_ttl: int, partitions: int
+                 ) -> None:
         self.redis = redis
+        self.emitter = Emitter(redis, partitions)
         self.identities = identities
         self.history_cap = history_cap
         self.dedupe_ttl = dedupe_ttl
@@ -91,7 +94,7 @@ class Merger:
             raise MergeError(f"contact {survivor!r} was merged into {into!r}")
         journal = await self._begin("merge", survivor, absorbed, reason, hints)
         await self.replay(journal)
-        return Merged(survivor, absorbed, journal.id)
+        return Merged(survivor, absorbed, event_id(ContactMerged.type, journal.id))
 
     async def fold(self, absorbed: str) -> Merged | None:
         """Move writes that landed on a (to be) tombstone after its merge began to the contact that
@@ -111,7 +114,7 @@ class Merger:
         History, consent trail and attributes learned since stay with the survivor."""
         journal = await self._begin("unmerge", survivor, absorbed, "unmerge", ())
         await self.replay(journal)
-        return journal.id
+        return event_id(ContactUnmerged.type, journal.id)
 
     async def sweep(self, older_than: float = STALE) -> int:
         """Replay the journals nobody finished within `older_than` seconds; returns how many."""
@@ -160,10 +163,10 @@ class Merger:
         else:
             await self._indexes(journal, {k: v for k, v in a.profile.items() if k not in TOMBSTONE},
                                 journal.absorbed, journal.survivor, None)
-        if journal.op != "fold":
-            kind: EventType = "contact.unmerged" if restore else "contact.merged"
-            data = {"survivor": journal.survivor, "absorbed": journal.absorbed}
-            await self._emit(journal, kind, data if restore else {**data, "reason": journal.reason})
+        if journal.op != "fold":  # the journal's id is the cause: a journal finished twice emits once
+            pair = {"survivor": journal.survivor, "absorbed": journal.absorbed}
+            data = ContactUnmerged(**pair) if restore else ContactMerged(**pair, reason=journal.reason)
+            await self.emitter.emit_once(CloudEvent.of(data, journal.survivor, journal.id))
         await self.steps.close(journal)
         if strays > 0 and not restore:
             await self.fold(journal.absorbed)
@@ -235,10 +238,6 @@ class Merger:
             stage(pipe)
             if len(pipe):
                 await pipe.execute()
-
-    async def _emit(self, journal: Journal, kind: EventType, data: dict[str, str]) -> None:
-        event = {**cloud_event(kind, journal.survivor, data), "id": journal.id}
-        await self.redis.xadd(keys.EVENTS, {"e": orjson.dumps(event)}, maxlen=MAXLEN, approximate=True)
 
     async def _has_strays(self, cid: str) -> bool:
         profile = await self.redis.hgetall(keys.contact(cid))

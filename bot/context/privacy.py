@@ -10,7 +10,8 @@ What a contact is made of, and so what erase removes:
 - the dedupe keys of its messages, found through `omni:{cid}:dd` (their names hold provider ids,
   not the contact's), so the work is bounded by the messages of the last dedupe TTL, never a SCAN;
 - its entries still in the partition streams (not yet trimmed, or not yet processed — those are
-  then never answered), found by reading those streams, whose length the trimming bounds.
+  then never answered), the feed's events of it not yet delivered among them, found by reading
+  those streams, whose length the trimming bounds; its outbox (`omni:{cid}:ev`).
 
 Erase runs without WATCH as steps of one slot each, in an order a crash cannot spoil: the contact's
 profile is what says what to delete, so it goes last. First it gets a stable erase id (`erasing`),
@@ -18,8 +19,8 @@ then the derived keys go — index keys and link codes by a check-and-delete scr
 name one of these ids — then tag and mode entries, dedupe keys, stream entries and the tombstones,
 then the contact's own keys. Run again after a crash, it finds the same things (and the same id). A
 turn that loaded the contact before the erase and commits after it recreates keys; the worker
-notices (`Linker.settle`) and erases again. The `contact.erased` event (ids only) carries the erase
-id: delivered at least once, the same id on a repeat.
+notices (`Linker.settle`) and erases again. The `contact.erased` event (ids only) is derived from the
+erase id, so a repeat emits nothing new (`bot.crm.outbox.Emitter`).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from redis.asyncio import Redis
 
 from bot.context import indexes, keys
 from bot.context.consent import consent_trail
-from bot.context.events import MAXLEN, cloud_event
 from bot.context.identity import Identities, stage_drop_owned
 from bot.context.journal import contact_parts, copies
+from bot.crm.events import CloudEvent, ContactErased
+from bot.crm.outbox import Emitter
 
 STREAM_PAGE = 1000
 
@@ -45,6 +47,7 @@ class Privacy:
         self.redis = redis
         self.identities = identities
         self.partitions = partitions
+        self.emitter = Emitter(redis, partitions)
 
     async def export(self, cid: str) -> dict[str, Any] | None:
         """Every record held about `cid`, raw; None when there is no such contact."""
@@ -87,11 +90,12 @@ class Privacy:
             self._stage_derived(pipe, owners, profiles, index, await self._dedupe_keys(owners))
             await pipe.execute()
         await self._drop_stream_entries(owners)
-        event = {**cloud_event("contact.erased", cid, {"id": cid, "absorbed": sorted(absorbed)}), "id": event_id}
-        await self.redis.xadd(keys.EVENTS, {"e": orjson.dumps(event)}, maxlen=MAXLEN, approximate=True)
+        event = CloudEvent.of(ContactErased(contact_id=cid, absorbed=sorted(absorbed)), cid, event_id)
+        await self.emitter.emit_once(event)
         for owner in [*absorbed, cid]:  # the contact's own profile last: it lists what to delete
-            await self.redis.delete(*contact_parts(owner), keys.applied(owner), keys.journal(owner), *copies(owner))
-        return event_id
+            await self.redis.delete(*contact_parts(owner), keys.applied(owner), keys.journal(owner), *copies(owner),
+                                    keys.outbox(owner))
+        return event.id
 
     async def _tombstones(self, profile: dict[str, str]) -> dict[str, dict[str, str]]:
         absorbed = [name[2:] for name in profile if name.startswith("m:")]
@@ -125,9 +129,10 @@ class Privacy:
             return [key for found in await pipe.execute() for key in found]
 
     async def _drop_stream_entries(self, owners: set[str]) -> None:
-        """Delete the contacts' entries still in their partitions' inbound and outbound streams."""
+        """Delete the contacts' entries still in their partitions' streams: inbound, outbound, and the
+        feed's events not yet delivered (they carry names, phones and texts)."""
         for p in {keys.partition_of(o, self.partitions) for o in owners}:
-            for stream in (keys.inbound(p), keys.outbound(p)):
+            for stream in (keys.inbound(p), keys.outbound(p), keys.bulk(p), keys.events(p)):
                 doomed: list[str] = []
                 start = "-"
                 while page := await self._page(stream, start):

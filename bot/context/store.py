@@ -25,6 +25,8 @@ from redis.asyncio import Redis
 
 from bot.context import indexes, keys
 from bot.context.history import HistoryEntry
+from bot.crm import outbox
+from bot.crm.events import CloudEvent
 
 CONSENT_TRAIL_CAP = 500  # consent changes kept per contact (see bot.context.consent)
 
@@ -99,8 +101,10 @@ class Changes:
     conversation: dict[str, str] = field(default_factory=dict)
     history: list[HistoryEntry] = field(default_factory=list)
     drop_conversation_fields: list[str] = field(default_factory=list)
+    drop_profile_fields: list[str] = field(default_factory=list)
     consent: list[dict[str, Any]] = field(default_factory=list)  # audit rows (bot.context.consent)
     mode: tuple[str, str] | None = None  # (old, new) when the conversation changes mode
+    events: list[CloudEvent] = field(default_factory=list)  # for the CRM feed, into the outbox (bot.crm.outbox)
 
 
 class ContextStore:
@@ -133,11 +137,15 @@ class ContextStore:
         merged away while the turn ran (see bot.context.linking, `settle`).
 
         The MULTI touches the contact's slot only; a mode change is entered in the global mode index
-        before it and left after it (bot.context.indexes)."""
+        before it and left after it, and so are added and removed tags (bot.context.indexes)."""
         since = time.time()
-        if changes.mode:
+        added = [name[2:] for name in changes.profile if name.startswith("t:")]
+        removed = [name[2:] for name in changes.drop_profile_fields if name.startswith("t:")]
+        if changes.mode or added:
             async with self.redis.pipeline(transaction=False) as before:
-                indexes.enter_mode(before, cid, changes.mode[1], since)
+                if changes.mode:
+                    indexes.enter_mode(before, cid, changes.mode[1], since)
+                indexes.tag(before, cid, added)
                 await before.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(keys.contact(cid))
@@ -145,9 +153,12 @@ class ContextStore:
             pipe.hget(keys.conversation(cid), indexes.MODE_SINCE)
             self.stage(pipe, cid, changes, since)
             existed, (merged_into, merging_into), old_since, *_ = await pipe.execute()
-        if changes.mode and changes.mode[0] and changes.mode[0] != changes.mode[1]:
+        left = changes.mode is not None and changes.mode[0] and changes.mode[0] != changes.mode[1]
+        if left or removed:
             async with self.redis.pipeline(transaction=False) as after:
-                indexes.leave_mode(after, cid, changes.mode[0], old_since)
+                if changes.mode and left:
+                    indexes.leave_mode(after, cid, changes.mode[0], old_since)
+                indexes.untag(after, [cid], removed)
                 await after.execute()
         return bool(existed), merged_into or merging_into
 
@@ -158,6 +169,8 @@ class ContextStore:
             conversation[indexes.MODE_SINCE] = repr(since)
         if changes.profile:
             pipe.hset(keys.contact(cid), mapping=changes.profile)
+        if changes.drop_profile_fields:
+            pipe.hdel(keys.contact(cid), *changes.drop_profile_fields)
         if conversation:
             pipe.hset(keys.conversation(cid), mapping=conversation)
         if changes.drop_conversation_fields:
@@ -168,6 +181,7 @@ class ContextStore:
         if changes.consent:
             pipe.rpush(keys.consent(cid), *(orjson.dumps(row) for row in changes.consent))
             pipe.ltrim(keys.consent(cid), -CONSENT_TRAIL_CAP, -1)
+        outbox.stage(pipe, cid, changes.events, changes.conversation.get("last", ""))
 
     async def update_history(
         self, cid: str, match: tuple[str, str], changes: dict[str, Any], depth: int = 100, client: Any = None

@@ -89,6 +89,7 @@ class ContactErased(EventData):
 
     type = "omnihub.contact.erased"
     contact_id: str
+    absorbed: list[str] = Field(default_factory=list, description="contacts merged into it, erased with it")
 
 
 class ConsentChanged(EventData):
@@ -169,8 +170,10 @@ class SlaBreached(EventData):
     type = "omnihub.conversation.sla_breached"
     conversation_id: str
     contact_id: str
-    clock: str
+    clock: str = Field(description='"first" (first response) or "reply"')
     team: str | None = None
+    agent_id: str | None = None
+    due_at: float = Field(description="the deadline, epoch seconds")
 
 
 class QueueTimedOut(EventData):
@@ -180,6 +183,9 @@ class QueueTimedOut(EventData):
     conversation_id: str
     contact_id: str
     team: str | None = None
+    queued_at: float | None = None
+    action: str = Field(description='what the team does then: "escalate" or "bot"')
+    to_team: str | None = None
 
 
 class CsatSubmitted(EventData):
@@ -285,6 +291,11 @@ EVENT_TYPES: dict[str, type[EventData]] = {
 }
 
 
+def event_id(event_type: str, cause: str) -> str:
+    """The id of the event of `event_type` that `cause` made happen: the same cause, the same id."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{event_type}/{cause}"))
+
+
 class CloudEvent(BaseModel):
     """The envelope (CloudEvents 1.0, structured JSON mode); `subject` is the contact id."""
 
@@ -301,7 +312,7 @@ class CloudEvent(BaseModel):
     def of(cls, data: EventData, subject: str, cause: str, at: float | None = None) -> CloudEvent:
         """`cause`: what made it happen, unique per event of a type (an entry id, a message id...)."""
         moment = datetime.fromtimestamp(at, UTC) if at is not None else datetime.now(UTC)
-        return cls(id=str(uuid.uuid5(ID_NAMESPACE, f"{data.type}/{cause}")), type=data.type,
+        return cls(id=event_id(data.type, cause), type=data.type,
                    time=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), subject=subject,
                    data=data.model_dump(mode="json", exclude_none=True))
 

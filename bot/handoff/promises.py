@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from bot.context import keys
-from bot.context.events import stage_event
 from bot.context.store import ContextStore
+from bot.crm.events import CloudEvent, SlaBreached
+from bot.crm.outbox import Emitter
 from bot.handoff import live, sla
 from bot.handoff.assignment import owed, sla_deadline, team_for
 from bot.settings import TeamSettings
@@ -33,8 +34,8 @@ class Breach:
 
 
 class Promises:
-    def __init__(self, redis: Redis, store: ContextStore, default_team: str) -> None:
-        self.redis, self.store, self.default_team = redis, store, default_team
+    def __init__(self, redis: Redis, store: ContextStore, default_team: str, emitter: Emitter) -> None:
+        self.redis, self.store, self.default_team, self.emitter = redis, store, default_team, emitter
         self.wrote: set[str] = set()  # contacts with a message in an assigned conversation, since the last round
         self.armed: dict[str, float] = {}  # contact id -> the assignment (index score) whose clock is set
 
@@ -87,16 +88,18 @@ class Promises:
             due = None
             if conv.get("mode") == "assigned" and conv.get("id") and conv.get("assigned_at") and team is not None:
                 due = owed(await self.store.recent_history(cid, HISTORY_LOOKBACK), float(conv["assigned_at"]))
+            breach = None
+            if due is not None and team is not None and (deadline := sla_deadline(team, *due)) <= now:
+                breach = Breach(conv["id"], cid, conv.get("assignee", ""), due[0])
+                # emitted before the clock stops: a crash between finds the breach again, and the same
+                # id (the clock's deadline is the cause) is not appended twice
+                data = SlaBreached(conversation_id=conv["id"], contact_id=cid, clock=due[0], team=conv.get("team"),
+                                   agent_id=conv.get("assignee"), due_at=deadline)
+                await self.emitter.emit_once(CloudEvent.of(data, cid, f"{conv['id']}/{due[0]}/{deadline}"))
+                breaches.append(breach)
             async with self.redis.pipeline(transaction=False) as pipe:
                 sla.stop(pipe, cid)  # nothing owed (resolved, released, answered) unless re-armed below
-                if due is not None and team is not None:
-                    deadline = sla_deadline(team, *due)
-                    if deadline > now:
-                        pipe.zadd(keys.SLA, {sla.member(due[0], cid): deadline * 1000})
-                    else:
-                        breaches.append(Breach(conv["id"], cid, conv.get("assignee", ""), due[0]))
-                        stage_event(pipe, "conversation.sla_breached", cid, {
-                            "conversation_id": conv["id"], "clock": due[0], "agent_id": conv.get("assignee"),
-                            "team": conv.get("team"), "due_at": deadline})
+                if due is not None and team is not None and breach is None:
+                    pipe.zadd(keys.SLA, {sla.member(due[0], cid): sla_deadline(team, *due) * 1000})
                 await pipe.execute()
         return breaches

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from bot.context import keys
-from bot.context.events import stage_event
+from bot.crm.events import CloudEvent, QueueTimedOut
+from bot.crm.outbox import Emitter
 from bot.handoff import live, sla
 from bot.handoff.agents import AgentStore
 from bot.handoff.assignment import Pick, plan, queue_deadline, team_for
@@ -70,7 +71,8 @@ class Router:
         self.avoid: dict[str, str] = {}  # contact id -> the agent an SLA breach took it from
         self.next_timeout_scan = 0.0
         self.next_reconcile = 0.0
-        self.promises = Promises(redis, desk.store, settings.default_team)
+        self.emitter = Emitter(redis, desk.ingest.partitions)
+        self.promises = Promises(redis, desk.store, settings.default_team, self.emitter)
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()  # subscribed to the workers' news
         self._renew = redis.register_script(_RENEW)
@@ -198,11 +200,10 @@ class Router:
             if team is None or view.queued_at is None or queue_deadline(team, view.queued_at) > now:
                 waiting.append(view)
                 continue
-            async with self.redis.pipeline(transaction=False) as pipe:
-                stage_event(pipe, "conversation.queue_timeout", view.contact_id, {
-                    "conversation_id": view.id, "team": view.team, "queued_at": view.queued_at,
-                    "action": team.on_timeout, "to_team": team.escalate_to if team.on_timeout == "escalate" else None})
-                await pipe.execute()
+            data = QueueTimedOut(conversation_id=view.id, contact_id=view.contact_id, team=view.team,
+                                 queued_at=view.queued_at, action=team.on_timeout,
+                                 to_team=team.escalate_to if team.on_timeout == "escalate" else None)
+            await self.emitter.emit_once(CloudEvent.of(data, view.contact_id, f"{view.id}/{view.queued_at}"))
             try:
                 if team.on_timeout == "escalate":
                     await self.desk.release(view.id, "queue_timeout", team=team.escalate_to or view.team)

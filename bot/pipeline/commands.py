@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
+from bot.context import consent
 from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.models import Button, Channel, Frozen, OutboundMessage, Purpose, Reply
@@ -78,6 +79,35 @@ class Resolve(Frozen):
     agent_id: str
 
 
+class ConsentSet(Frozen):
+    channel: Channel
+    purpose: Purpose
+    state: Literal["in", "out"]
+
+
+class UpdateContact(Frozen):
+    """What a CRM or the API writes onto a contact: profile fields (None removes one), tags, consent."""
+
+    kind: Literal["update"] = "update"
+    id: str
+    fields: dict[str, str | None] = Field(default_factory=dict)  # name, lang_set, pref_set, a:<attribute>
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+    consent: tuple[ConsentSet, ...] = ()
+    source: Literal["api", "import"] = "api"
+
+
+class RecordConversion(Frozen):
+    """An order the CRM reports: onto the contact's totals (recency, frequency, monetary) and into the feed."""
+
+    kind: Literal["conversion"] = "conversion"
+    id: str
+    name: str = Field(min_length=1, max_length=200)
+    amount: float = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    campaign_id: str | None = Field(default=None, max_length=100)
+
+
 class Tell(Frozen):
     """Say a dialog text to the customer (queue position, a timeout, opening hours)."""
 
@@ -87,8 +117,9 @@ class Tell(Frozen):
     variables: dict[str, str] = Field(default_factory=dict)  # `{{ conversation.<name> }}` in the text
 
 
-Command = Annotated[SendText | SetMode | Assign | Note | Resolve | Tell, Field(discriminator="kind")]
-COMMAND: TypeAdapter[SendText | SetMode | Assign | Note | Resolve | Tell] = TypeAdapter(Command)
+AnyCommand = SendText | SetMode | Assign | Note | Resolve | Tell | UpdateContact | RecordConversion
+Command = Annotated[AnyCommand, Field(discriminator="kind")]
+COMMAND: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 
 
 class CommandRefused(Exception):
@@ -112,6 +143,12 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say, default
             else say(command.text_key, _with(snapshot, command.variables))
         if reply is not None:
             _send(outcome, snapshot, command, reply, entry_id)
+        return outcome
+    if isinstance(command, UpdateContact):
+        _update(snapshot, command, entry_id, changes)
+        return outcome
+    if isinstance(command, RecordConversion):
+        _convert(snapshot, command, changes)
         return outcome
     if isinstance(command, Note):
         entry = HistoryEntry(id=command.id, channel=conversation.get("ch", "telegram"), direction="note",
@@ -146,11 +183,36 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say, default
         outcome.refusal = "only the agent the conversation is assigned to can resolve it"
         return outcome
     _move(outcome, snapshot, "resolved")
-    changes.conversation["csat"] = "asked"
+    changes.conversation.update(csat="asked", resolved_by=command.agent_id)
     changes.drop_conversation_fields.extend(["assignee", "queued_at"])
     if (question := say("csat_question", snapshot)) is not None:
         _send(outcome, snapshot, command, question, entry_id)
     return outcome
+
+
+def _update(snapshot: Snapshot, command: UpdateContact, entry_id: str, changes: Changes) -> None:
+    now = time.time()
+    for name, value in command.fields.items():
+        if value is None:
+            changes.drop_profile_fields.append(name)
+        else:
+            changes.profile[name] = value
+    changes.profile.update({f"t:{tag}": f"{now:.0f}" for tag in command.add_tags if f"t:{tag}" not in snapshot.profile})
+    changes.drop_profile_fields.extend(f"t:{tag}" for tag in command.remove_tags if f"t:{tag}" in snapshot.profile)
+    cause = consent.Cause(source=command.source, at=now, entry_id=entry_id)
+    for row in command.consent:
+        consent.record(changes, snapshot.profile, row.channel, [row.purpose], row.state, cause)
+
+
+def _convert(snapshot: Snapshot, command: RecordConversion, changes: Changes) -> None:
+    """The totals segments read (count, sum, last) and what the feed says; the campaign named, or the
+    one whose message the contact got last (`last_campaign`, set when a campaign message goes out)."""
+    profile = snapshot.profile
+    changes.profile.update({
+        "cv:n": str(int(profile.get("cv:n", "0")) + 1),
+        "cv:sum": repr(round(float(profile.get("cv:sum", "0")) + command.amount, 2)),
+        "cv:last": f"{time.time():.0f}",
+    })
 
 
 def _with(snapshot: Snapshot, variables: dict[str, str]) -> Snapshot:

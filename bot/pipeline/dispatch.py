@@ -55,12 +55,13 @@ class Held:
     stream: str
     entry_id: str
     message: OutboundMessage
+    partition: int
 
 
 class Dispatch:
     def __init__(self, redis: Redis, p: int, sender: Sender, batch: int, concurrency: int, halt: asyncio.Event):
         self.redis, self.sender, self.batch, self.halt = redis, sender, batch, halt
-        self.consumer = f"p{p}"
+        self.p, self.consumer = p, f"p{p}"
         self.streams: dict[Lane, str] = {"live": keys.outbound(p), "bulk": keys.bulk(p)}
         self.slots: dict[Lane, asyncio.Semaphore] = {
             "live": asyncio.Semaphore(concurrency),
@@ -149,7 +150,7 @@ class Dispatch:
                 task = asyncio.create_task(self._drain(key), name=f"send {self.consumer} {key}")
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-            self.queues[key].append(Held(stream, entry_id, message))
+            self.queues[key].append(Held(stream, entry_id, message, self.p))
         if unsendable:
             await self.redis.xack(stream, keys.GROUP, *unsendable)
 

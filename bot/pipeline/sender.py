@@ -10,7 +10,8 @@ Sends are paced by the rate limits in Redis (`bot.pipeline.ratelimit`).
 The outcome (status, provider id, SMS segments, encoding, cost, template, error) goes onto the
 message's history entry and the stream entry is acknowledged in the same round trip, as soon as the
 message is sent — a status callback may follow within a fraction of a second and must find the
-provider id there.
+provider id there. The acknowledgement and the feed's `message.sent` / `message.failed` are one
+script on the partition's slot: the event is appended only if this XACK finished the entry.
 
 This is the one place that decides whether a message may go out at all, so no path (bot, agent,
 campaign, API) can skip the checks:
@@ -45,6 +46,7 @@ from bot.context import consent, keys, whatsapp_window
 from bot.context.history import Delivery, HistoryEntry
 from bot.context.store import Changes, ContextStore
 from bot.context.whatsapp_window import SEEN_WHATSAPP
+from bot.crm.derive import outcome_event
 from bot.models import Channel, OutboundMessage, Reply, Template
 from bot.pipeline.dispatch import Dispatch, Held
 from bot.pipeline.ratelimit import RateLimiter
@@ -60,6 +62,12 @@ TEMPLATE_PREVIEW = 100  # characters of the text passed to the fallback template
 SENDER_THROTTLES: frozenset[Channel] = frozenset({"sms", "whatsapp", "viber"})
 
 
+# KEYS: the lane stream, the partition's feed; ARGV: group, entry id, event JSON, contact id.
+_ACK_AND_EMIT = """
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if acked == 1 then redis.call('XADD', KEYS[2], '*', 'e', ARGV[3], 'c', ARGV[4]) end
+return acked
+"""
 RECORD_GRACE_SECONDS = 10.0  # how long a sent message's outcome is retried after its partition was handed over
 
 
@@ -91,6 +99,7 @@ class Sender:
         self.limiter = limiter
         self.whatsapp_template = whatsapp_template
         self.prices = dict(prices or {})
+        self._ack_and_emit = redis.register_script(_ACK_AND_EMIT)
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
         await Dispatch(self.redis, p, self, self.batch, self.concurrency, halt).run()
@@ -138,14 +147,21 @@ class Sender:
                 await asyncio.sleep(backoff.next_delay())
 
     async def _update_and_ack(self, held: Held, outcome: dict[str, Any]) -> bool:
-        """One round trip: the outcome onto the history entry, then XACK; False if there is no entry."""
+        """One round trip: the outcome onto the history entry, then XACK with its event; False if there
+        is no entry."""
         message, match = held.message, ("id", held.message.id)
+        ack_keys = [held.stream, keys.events(held.partition)]
+        event = outcome_event(message, outcome).body()
+        ack_args: list[str | bytes] = [keys.GROUP, held.entry_id, event, message.contact_id]
         async with self.redis.pipeline(transaction=False) as pipe:
             await self.store.update_history(message.contact_id, match, outcome, client=pipe)
-            pipe.xack(held.stream, keys.GROUP, held.entry_id)
+            # raw EVALSHA, as in ContextStore.update_history: no SCRIPT EXISTS round trip first
+            pipe.execute_command("EVALSHA", self._ack_and_emit.sha, 2, *ack_keys, *ack_args)
             found, acked = await pipe.execute(raise_on_error=False)
         if isinstance(found, NoScriptError):  # Redis restarted and forgot the script: load it again
             found = await self.store.update_history(message.contact_id, match, outcome)
+        if isinstance(acked, NoScriptError):
+            acked = await self._ack_and_emit(keys=ack_keys, args=ack_args)
         for result in (found, acked):
             # NOGROUP: Redis lost the group, and the entry with it; nothing is left to acknowledge
             if isinstance(result, Exception) and "NOGROUP" not in str(result):

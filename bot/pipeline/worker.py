@@ -33,6 +33,9 @@ from bot.context import keys
 from bot.context.history import Delivery
 from bot.context.linking import Linker
 from bot.context.store import Changes, ContextStore, Snapshot
+from bot.crm import outbox
+from bot.crm.derive import events_of, status_event
+from bot.crm.events import CloudEvent
 from bot.handoff import live
 from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
@@ -62,9 +65,22 @@ class Waiting:
 
 
 @dataclass
+class Produced:
+    """What finishing one entry queues in the partition's MULTI: replies to send, events for the feed."""
+
+    outbound: list[OutboundMessage] = field(default_factory=list)
+    events: list[CloudEvent] = field(default_factory=list)
+
+    def __iadd__(self, other: Produced) -> Produced:
+        self.outbound += other.outbound
+        self.events += other.events
+        return self
+
+
+@dataclass
 class ContactResult:
     done: list[str] = field(default_factory=list)
-    outbound: list[OutboundMessage] = field(default_factory=list)
+    produced: Produced = field(default_factory=Produced)
     dead: list[dead_letters.DeadLetter] = field(default_factory=list)
 
 
@@ -104,8 +120,9 @@ class Worker:
         done = [entry_id for result in results for entry_id in result.done]
         dead = [letter for result in results for letter in result.dead]
         async with self.redis.pipeline(transaction=True) as pipe:
-            for message in (m for result in results for m in result.outbound):
+            for message in (m for result in results for m in result.produced.outbound):
                 pipe.xadd(keys.outbound(p), {"m": message.model_dump_json(exclude_defaults=True)})
+            outbox.append(pipe, p, (e for result in results for e in result.produced.events))
             for letter in dead:
                 dead_letters.stage(pipe, p, letter)
             if finished := done + [letter.entry_id for letter in dead]:
@@ -124,7 +141,7 @@ class Worker:
             del waiting[cid]
         for entry_id, fields in entries:
             try:
-                result.outbound += await self._entry(cid, entry_id, fields)
+                result.produced += await self._entry(cid, entry_id, fields)
             except REDIS_FAILURES:
                 raise
             except Exception as exc:
@@ -143,7 +160,7 @@ class Worker:
             result.done.append(entry_id)
         return result
 
-    async def _entry(self, cid: str, entry_id: str, fields: dict[str, str]) -> list[OutboundMessage]:
+    async def _entry(self, cid: str, entry_id: str, fields: dict[str, str]) -> Produced:
         if "k" in fields:
             return await self._command(cid, entry_id, fields["k"])
         try:
@@ -151,28 +168,38 @@ class Worker:
         except (KeyError, ValidationError) as exc:
             raise Unreadable(f"not an inbound event: {exc}") from exc
         snapshot = await self.store.load(cid)
+        if event.kind is EventKind.status and event.status_of:  # idempotent: a replay simply does it again
+            return await self._status(snapshot, event, entry_id)
         last = snapshot.conversation.get("last")
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, event.user_id)
         prepared = await self.linker.prepare(cid, snapshot, event, entry_id)
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
-            return []
-        if event.kind is EventKind.status and event.status_of:
-            delivery = Delivery(status=str(event.status), error=event.error)
-            await self.store.update_history(cid, ("pid", event.status_of), delivery.stored())
-            if prepared.snapshot.mode != "bot":  # the console's delivered/read ticks
-                await self._tell_people(prepared.snapshot, Changes(), ["status"], entry_id)
-            return []
+            return Produced()
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
+        outcome.changes.events = events_of(prepared.snapshot, outcome.changes, entry_id)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
         await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
         moved = outcome.changes.mode is not None and outcome.changes.mode[0] != ""  # not a new conversation
         people = prepared.snapshot.mode != "bot" or moved
         if people and event.kind is EventKind.message:  # a console shows it, or the queue changed
             await self._tell_people(prepared.snapshot, outcome.changes, ["message", "mode"], entry_id)
-        return outcome.outbound
+        return Produced(outcome.outbound, outcome.changes.events)
 
-    async def _command(self, cid: str, entry_id: str, body: str) -> list[OutboundMessage]:
+    async def _status(self, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> Produced:
+        """A provider's receipt: onto the message's history entry, to the console's ticks, into the feed."""
+        prepared = await self.linker.prepare(snapshot.cid, snapshot, event, entry_id)
+        if prepared is None:  # the contact was merged since: the receipt went to its new owner
+            return Produced()
+        snapshot = prepared.snapshot
+        delivery = Delivery(status=str(event.status), error=event.error)
+        found = await self.store.update_history(snapshot.cid, ("pid", str(event.status_of)), delivery.stored())
+        if snapshot.mode != "bot":  # the console's delivered/read ticks
+            await self._tell_people(snapshot, Changes(), ["status"], entry_id)
+        receipt = status_event(snapshot.cid, event, entry_id) if found else None
+        return Produced(events=[receipt] if receipt else [])
+
+    async def _command(self, cid: str, entry_id: str, body: str) -> Produced:
         try:
             command = COMMAND.validate_json(body)
         except ValidationError as exc:
@@ -185,11 +212,12 @@ class Worker:
             await self._answer(cid, command.id, "the contact was erased or merged into another")
             raise CommandRefused("the contact was erased or merged into another")
         outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)
+        outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
         await self.store.commit(cid, outcome.changes)
         await self._answer(cid, command.id, outcome.refusal)
         if outcome.events:
             await self._tell_people(snapshot, outcome.changes, outcome.events, entry_id)
-        return outcome.outbound
+        return Produced(outcome.outbound, outcome.changes.events)
 
     async def _answer(self, cid: str, command_id: str, refusal: str | None) -> None:
         """Hand the outcome to whoever waits for it (bot.handoff.desk), for a minute."""
@@ -211,10 +239,11 @@ class Worker:
         if queued and self.on_queued is not None:
             await self.on_queued(snapshot.cid, conversation.get("id", ""), conversation.get("team"), entry_id)
 
-    async def _replay(self, cid: str, entry_id: str, user_id: str) -> list[OutboundMessage]:
-        """The entry was saved but its replies were not queued: queue them again from the history."""
+    async def _replay(self, cid: str, entry_id: str, user_id: str) -> Produced:
+        """The entry was saved but its replies and events were not queued: take them back from the
+        history and the outbox."""
         log.info("entry %s was saved before a crash; re-queueing its replies", entry_id)
-        return [
+        return Produced([
             OutboundMessage(
                 id=item.id, contact_id=cid, channel=item.channel, user_id=user_id,
                 reply=Reply(text=item.text, buttons=item.buttons), author=item.author,
@@ -223,4 +252,4 @@ class Worker:
             )
             for item in await self.store.recent_history(cid, 50)
             if item.answers == entry_id and item.direction == "out"
-        ]
+        ], await outbox.saved(self.redis, cid, entry_id))

@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.context import keys
+from bot.crm.outbox import recorded
 from tests.api.chat import Api, Customer, eventually, small_hub
 from tests.conftest import HubFactory
 
@@ -76,8 +76,8 @@ async def test_sharing_a_phone_that_whatsapp_already_knows_merges_the_two(hub: H
         assert in_time_order(history)
         gone = await api.call("GET", f"/contacts/{before['id']}", expect=404)
         assert f"was merged into '{merged['id']}'" in gone["detail"]
-        [(_, fields)] = await redis.xrange(keys.EVENTS)
-        assert '"type":"contact.merged"' in fields["e"]
+        [merge] = await recorded(redis, 2, "omnihub.contact.merged")
+        assert merge.data["survivor"] == merged["id"]
 
 
 async def test_whatsapp_and_sms_of_a_new_number_at_the_same_instant_are_one_contact(hub: HubFactory) -> None:

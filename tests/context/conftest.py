@@ -48,6 +48,7 @@ def parts(redis: Redis) -> Parts:
     store = ContextStore(redis, history_cap=50)
     identities = Identities(redis, store, "RU")
     return Parts(
-        redis, store, identities, Merger(redis, identities, 50, DEDUPE_TTL), Privacy(redis, identities, PARTITIONS),
+        redis, store, identities, Merger(redis, identities, 50, DEDUPE_TTL, PARTITIONS),
+        Privacy(redis, identities, PARTITIONS),
         Ingest(redis, identities, PARTITIONS, DEDUPE_TTL),
     )

@@ -7,11 +7,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.context import keys
-
-# The CRM feed keeps the ids of erased contacts on purpose (contact.erased must name who); it holds
-# no names, phones or identities (bot/context/events.py).
-FEED = frozenset({keys.EVENTS})
+# The CRM feed keeps the ids of erased contacts on purpose (contact.erased must name who); their
+# other events, which hold names, phones and texts, are deleted by the erase (bot.context.privacy).
+FEED_PREFIXES = ("omni:ev:", "omni:evs:")
 
 
 async def values(client: Redis, key: str) -> list[str]:
@@ -40,7 +38,7 @@ async def references(redis: Redis, needles: Iterable[str]) -> list[str]:
     wanted = [n for n in needles if n]
     found = []
     async for key in redis.scan_iter(count=1000):
-        if key in FEED:
+        if key.startswith(FEED_PREFIXES):
             continue
         for text in [key, *await values(redis, key)]:
             if any(n in text for n in wanted):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -10,7 +9,8 @@ from bot.context import keys
 from bot.context.history import HistoryEntry
 from bot.context.merge import MergeError, SameContact, UnknownContact
 from bot.context.store import Changes
-from tests.context.conftest import Parts
+from bot.crm.outbox import recorded
+from tests.context.conftest import PARTITIONS, Parts
 
 TG = {"i:telegram:100": "10", "name": "Ann (Telegram)", "lang": "ru", "a:city": "Moscow", "t:vip": "1",
       "seen:telegram": "30", "created": "10", "cs:telegram:marketing": "in", "cs:sms:marketing": "out"}
@@ -30,7 +30,7 @@ async def two_contacts(parts: Parts) -> None:
 
 
 async def events(redis: Redis) -> list[dict[str, object]]:
-    return [orjson.loads(fields["e"]) for _, fields in await redis.xrange(keys.EVENTS)]
+    return [e.model_dump() for e in await recorded(redis, PARTITIONS)]
 
 
 async def test_a_conversation_a_person_has_goes_on_over_a_newer_one_with_the_bot(parts: Parts) -> None:
@@ -79,7 +79,7 @@ async def test_one_history_the_newest_dialog_and_attributes_of_the_more_recent_c
     assert await parts.identities.live("tg") == "wa"
 
     [event] = await events(parts.redis)
-    assert (event["type"], event["subject"], event["id"]) == ("contact.merged", "wa", merged.event_id)
+    assert (event["type"], event["subject"], event["id"]) == ("omnihub.contact.merged", "wa", merged.event_id)
     assert event["data"] == {"survivor": "wa", "absorbed": "tg", "reason": "test"}
 
 
@@ -137,6 +137,7 @@ async def test_unmerge_gives_back_identities_phone_and_tags_and_keeps_the_histor
     assert await parts.redis.smembers(keys.tag("vip")) == {"tg"}
     total, _ = await parts.store.history("wa", 0, 1)
     assert total == 4  # history stays merged
-    assert [e["type"] for e in await events(parts.redis)] == ["contact.merged"] * 2 + ["contact.unmerged"] * 2
+    merges = ["omnihub.contact.merged"] * 2 + ["omnihub.contact.unmerged"] * 2
+    assert [e["type"] for e in await events(parts.redis)] == merges
     with pytest.raises(MergeError, match="is not merged into"):
         await parts.merger.unmerge("wa", "tg")

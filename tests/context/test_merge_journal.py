@@ -13,7 +13,7 @@ from bot.context.history import HistoryEntry
 from bot.context.journal import Journal
 from bot.context.store import Changes
 from tests.context.conftest import Parts
-from tests.context.leftovers import values
+from tests.context.leftovers import FEED_PREFIXES, values
 from tests.context.test_merge import two_contacts
 
 VOLATILE_FIELDS = ("merged_at=", "m:tg=", "ms=", "tg=")  # "tg=": the journal id applied to wa
@@ -24,8 +24,9 @@ async def state(parts: Parts) -> dict[str, Any]:
     """Every key and its values, without the clock's digits (merge times, mode scores, event ids)."""
     found: dict[str, Any] = {}
     async for key in parts.redis.scan_iter(count=1000):
-        if key == keys.EVENTS:
-            found[key] = len(await values(parts.redis, key))
+        if key.startswith(FEED_PREFIXES):  # how many events, whatever their ids
+            prefix = next(p for p in FEED_PREFIXES if key.startswith(p))
+            found[prefix] = found.get(prefix, 0) + len(await values(parts.redis, key))
             continue
         kept = [v for v in await values(parts.redis, key) if not v.startswith(VOLATILE_FIELDS)]
         found[key] = sorted(v.split('"merged_at"')[0] for v in kept)

@@ -6,8 +6,9 @@ import orjson
 
 from bot.context import keys
 from bot.context.links import LinkCodes
+from bot.crm.outbox import recorded
 from bot.models import EventKind, InboundEvent
-from tests.context.conftest import Parts
+from tests.context.conftest import PARTITIONS, Parts
 from tests.context.leftovers import references
 
 PHONE, CHAT, VIBER = "+79997770011", "777000111", "viber-erase-me"
@@ -48,10 +49,9 @@ async def test_erase_leaves_nothing_of_the_contact_and_what_it_absorbed(parts: P
     assert await parts.redis.smembers(keys.tag("vip")) == {other}
     assert await parts.redis.hget(keys.contact(other), "name") == "Someone else"
     assert await parts.identities.lookup("telegram", "424242") == other
-    [*_, (_, fields)] = await parts.redis.xrange(keys.EVENTS)
-    erased = orjson.loads(fields["e"])
-    assert (erased["type"], erased["subject"], erased["id"]) == ("contact.erased", wa, event_id)
-    assert sorted(erased["data"]["absorbed"]) == sorted([tg, vb])
+    [erased] = await recorded(parts.redis, PARTITIONS, "omnihub.contact.erased")
+    assert (erased.subject, erased.data["contact_id"], erased.id) == (wa, wa, event_id)
+    assert sorted(erased.data["absorbed"]) == sorted([tg, vb])
     assert await parts.privacy.erase(wa) is None  # nothing left to erase
 
     # the same number later is somebody new

@@ -7,22 +7,21 @@ import asyncio
 import contextlib
 import time
 
-import orjson
 import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
+from bot.crm.outbox import recorded
 from bot.handoff.desk import DeskError
 from bot.handoff.router import Router
 from bot.redis_server import free_port
 from bot.settings import TeamSettings
 from tests.conftest import HubFactory, hub_settings
-from tests.handoff.routing import parts, routing
+from tests.handoff.routing import PARTITIONS, parts, routing
 
 
 async def events_of(redis: Redis, kind: str) -> list[dict[str, object]]:
-    found = [orjson.loads(fields["e"]) for _, fields in await redis.xrange(keys.EVENTS)]
-    return [e for e in found if e["type"] == kind]
+    return [e.model_dump() for e in await recorded(redis, PARTITIONS, kind)]
 
 
 async def test_least_loaded_online_agents_in_turn(hub: HubFactory, redis: Redis, redis_url: str) -> None:
@@ -81,7 +80,7 @@ async def test_first_response_sla_breach_is_recorded_and_rerouted(
         sla = r.settings.handoff.teams["support"].first_response_sla_seconds
         report = await r.router.round(now=time.time() + sla + 1)
         assert report.breached == [late_view.id]
-        [event] = await events_of(redis, "conversation.sla_breached")
+        [event] = await events_of(redis, "omnihub.conversation.sla_breached")
         assert event["subject"] == late_view.contact_id
         assert event["data"] == {**event["data"], "clock": "first", "agent_id": late_view.assignee}  # type: ignore[dict-item]
         moved = await r.view(late)
@@ -108,7 +107,7 @@ async def test_a_reply_clock_started_by_the_customer(hub: HubFactory, redis: Red
         assert (await r.router.round(now=wrote + team.reply_sla_seconds - 5)).breached == []
         report = await r.router.round(now=wrote + team.reply_sla_seconds + 5)
         assert report.breached == [view.id]
-        [event] = await events_of(redis, "conversation.sla_breached")
+        [event] = await events_of(redis, "omnihub.conversation.sla_breached")
         assert event["data"]["clock"] == "reply"  # type: ignore[index]
         stop.set()
         listening.cancel()
@@ -131,7 +130,7 @@ async def test_queue_timeout_hands_back_to_the_bot(hub: HubFactory, redis: Redis
         assert report.timed_out == [view.id]
         [told] = await kim.replies(1)
         assert "no colleague is free" in told["text"]
-        [event] = await events_of(redis, "conversation.queue_timeout")
+        [event] = await events_of(redis, "omnihub.conversation.queue_timeout")
         assert event["data"]["action"] == "bot"  # type: ignore[index]
         assert (await r.view(kim)).mode == "bot"
 
