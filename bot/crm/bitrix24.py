@@ -284,7 +284,8 @@ class Bitrix24Sink:
         if isinstance(data, ContactCreated | ContactUpdated):
             await self._sync(data.contact)
         elif isinstance(data, ContactErased):
-            await self.redis.delete(mapping_key(data.contact_id))
+            for cid in (data.contact_id, *data.absorbed):  # each key alone: they sit in different slots
+                await self.redis.delete(mapping_key(cid))
             log.info("Bitrix24: forgot contact %s (erased); its Bitrix24 record stays", data.contact_id)
         elif isinstance(data, HandoffRequested):
             await self._once(event, data.contact_id, lambda b24: self._lead(b24, data))
@@ -298,7 +299,7 @@ class Bitrix24Sink:
         """Find or create the contact in Bitrix24 and bring it up to date; remembers the mapping."""
         known = await self._recall(contact.id)
         if known is None:
-            found = None
+            found = await self._find(contact.phone)
             if found is None:
                 return await self._add(contact)
             known = Mapping24(found, await self._held(found))
