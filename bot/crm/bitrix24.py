@@ -406,10 +406,12 @@ class Bitrix24Sink:
         return int(await self.client.call("crm.lead.add", {"fields": fields}))
 
     async def _transcript(self, contact: Mapping24, data: ConversationResolved, resolved_at: str) -> int:
-        total, _ = await self.store.history(data.contact_id, 0, 0)
         entries: list[HistoryEntry] = []
-        for start in range(0, total, _PAGE):
-            entries += (await self.store.history(data.contact_id, start, _PAGE))[1]
+        while True:  # the capped list, page by page, oldest first
+            total, page = await self.store.history(data.contact_id, len(entries), _PAGE)
+            entries += page
+            if not page or len(entries) >= total:
+                break
         until = datetime.fromisoformat(resolved_at).timestamp()
         lines = transcript(entries, data.conversation_id, until) or ["(no messages kept)"]
         head = f"Omnihub conversation {data.conversation_id}" + (f" ({data.channel})" if data.channel else "")
