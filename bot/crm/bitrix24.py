@@ -1,18 +1,12 @@
 """Bitrix24 as a CRM sink, through an inbound webhook: `https://<portal>/rest/<user>/<code>/<method>.json`.
 
-What each event becomes (the field table is in docs/bitrix24.md):
-
-- `contact.created` / `contact.updated`: the Bitrix24 contact is looked up — our mapping first, else
-  `crm.duplicate.findbycomm` by phone — and updated; `crm.contact.add` only when none is found, so a
-  second hub run (mapping gone) or a second event for the same phone never makes a duplicate. A contact
-  without a phone can only be found again through the mapping.
-- `consent.changed`: one `batch` — the consent field on the contact and a timeline comment saying what
-  changed and why.
-- `conversation.handoff_requested`: `crm.lead.add`, linked to the contact.
-- `conversation.resolved`: `crm.timeline.comment.add` on the contact with the transcript ("time · who:
-  text"), read from our history at delivery time (see `transcript`).
-- `contact.erased`: the mapping is forgotten. Nothing is deleted in Bitrix24: deals, invoices and legal
-  retention there are the portal owner's to decide; docs/bitrix24.md says how to find such contacts.
+What each event becomes (docs/bitrix24.md has the field table): `contact.created` / `updated` update
+the Bitrix24 contact found by our mapping or else by phone (`crm.duplicate.findbycomm`), and add one
+(`crm.contact.add`) only when none is found — a second hub run or a second event for the phone never
+makes a duplicate; `consent.changed` is one `batch` (the consent field, a timeline comment saying
+why); `conversation.handoff_requested` a lead (`crm.lead.add`); `conversation.resolved` a timeline
+comment with the transcript (see `transcript`); `contact.erased` forgets the mapping and deletes
+nothing in Bitrix24 (deals, invoices and legal retention there are the portal owner's to decide).
 
 Redis keys (rows for bot.context.keys; `{cid}` is the contact's hash tag, so they share its slot):
 
@@ -48,18 +42,8 @@ from redis.asyncio import Redis
 
 from bot.context.history import HistoryEntry
 from bot.context.store import ContextStore
-from bot.crm.events import (
-    EVENT_TYPES,
-    CloudEvent,
-    ConsentChanged,
-    ContactCreated,
-    ContactData,
-    ContactErased,
-    ContactUpdated,
-    ConversationResolved,
-    HandoffRequested,
-    Identity,
-)
+from bot.crm import events
+from bot.crm.events import EVENT_TYPES, CloudEvent, ContactData, Identity
 from bot.crm.sinks import Reject, Retry
 from bot.redis_server import REDIS_FAILURES
 
@@ -72,10 +56,9 @@ NAME = "crm:bitrix24"
 BUCKET_CHANNEL = "bitrix24"  # the "channel" of the portal's bucket: omni:rl:bitrix24:<portal host>
 ORIGINATOR = "omnihub"  # ORIGINATOR_ID on what we create: the portal can tell our records apart
 EVENT_MEMORY_SECONDS = 7 * 24 * 3600  # as long as the feed keeps an event for a replay
-WANTED = frozenset({ContactCreated.type, ContactUpdated.type, ConsentChanged.type, HandoffRequested.type,
-                    ConversationResolved.type, ContactErased.type})
+WANTED = frozenset(m.type for m in (events.ContactCreated, events.ContactUpdated, events.ConsentChanged,
+                                    events.HandoffRequested, events.ConversationResolved, events.ContactErased))
 _IM_TYPES = {"telegram": "TELEGRAM", "viber": "VIBER"}  # Bitrix24 has no WhatsApp IM type: it is a PHONE
-_PHONE_CHANNELS = ("whatsapp", "sms")
 _AUTH_ERRORS = frozenset({"NO_AUTH_FOUND", "INVALID_CREDENTIALS", "expired_token", "invalid_token",
                           "insufficient_scope", "ACCESS_DENIED", "user_access_error", "ERROR_METHOD_NOT_FOUND"})
 _NOT_FOUND_ERRORS = frozenset({"NOT_FOUND", "OWNER_NOT_FOUND"})
@@ -249,7 +232,7 @@ class Multifield:
 
 
 @dataclass
-class Mapping24:
+class B24Contact:
     """Our memory of one Bitrix24 contact (`omni:b24:{cid}`)."""
 
     id: int
@@ -281,28 +264,27 @@ class Bitrix24Sink:
             data = model.model_validate(event.data)
         except ValidationError as exc:
             raise Reject(f"{event.type} {event.id}: bad data: {exc.errors()[0]['msg']}") from None
-        if isinstance(data, ContactCreated | ContactUpdated):
+        if isinstance(data, events.ContactCreated | events.ContactUpdated):
             await self._sync(data.contact)
-        elif isinstance(data, ContactErased):
+        elif isinstance(data, events.ContactErased):
             for cid in (data.contact_id, *data.absorbed):  # each key alone: they sit in different slots
                 await self.redis.delete(mapping_key(cid))
             log.info("Bitrix24: forgot contact %s (erased); its Bitrix24 record stays", data.contact_id)
-        elif isinstance(data, HandoffRequested):
+        elif isinstance(data, events.HandoffRequested):
             await self._once(event, data.contact_id, lambda b24: self._lead(b24, data))
-        elif isinstance(data, ConversationResolved):
+        elif isinstance(data, events.ConversationResolved):
             await self._once(event, data.contact_id, lambda b24: self._transcript(b24, data, event.time))
-        elif isinstance(data, ConsentChanged):
+        elif isinstance(data, events.ConsentChanged):
             await self._once(event, data.contact_id, lambda b24: self._consent(b24, data))
 
-    # --- contacts --------------------------------------------------------------------------------
-    async def _sync(self, contact: ContactData) -> Mapping24:
+    async def _sync(self, contact: ContactData) -> B24Contact:
         """Find or create the contact in Bitrix24 and bring it up to date; remembers the mapping."""
         known = await self._recall(contact.id)
         if known is None:
             found = await self._find(contact.phone)
             if found is None:
                 return await self._add(contact)
-            known = Mapping24(found, await self._held(found))
+            known = B24Contact(found, await self._held(found))
         known.consent = _consent_of(contact)
         fresh = [m for m in multifields(contact) if m.key not in known.held]
         fields = {**self._fields(contact.name, contact.language, known.consent), **_multifield_fields(fresh)}
@@ -318,11 +300,11 @@ class Bitrix24Sink:
         await self._remember(contact.id, known)
         return known
 
-    async def _add(self, contact: ContactData) -> Mapping24:
+    async def _add(self, contact: ContactData) -> B24Contact:
         values = multifields(contact)
         fields = {**self._fields(contact.name, contact.language, contact.consent), **_multifield_fields(values),
                   "SOURCE_ID": self.settings.lead_source_id, "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": contact.id}
-        created = Mapping24(int(await self.client.call("crm.contact.add", {"fields": fields})),
+        created = B24Contact(int(await self.client.call("crm.contact.add", {"fields": fields})),
                             {m.key for m in values}, _consent_of(contact))
         await self._remember(contact.id, created)
         return created
@@ -350,7 +332,7 @@ class Bitrix24Sink:
             fields[self.settings.consent_field] = consent_text(consent)
         return fields
 
-    async def _contact_of(self, cid: str) -> Mapping24 | None:
+    async def _contact_of(self, cid: str) -> B24Contact | None:
         """The Bitrix24 contact of one of ours, found or created from our profile; None if we have none."""
         known = await self._recall(cid)
         if known is not None:
@@ -363,19 +345,18 @@ class Bitrix24Sink:
         return await self._sync(ContactData(id=cid, name=profile.get("name"), phone=profile.get("phone"),
                                             language=profile.get("lang"), identities=identities))
 
-    async def _recall(self, cid: str) -> Mapping24 | None:
+    async def _recall(self, cid: str) -> B24Contact | None:
         stored = await self.redis.hgetall(mapping_key(cid))
-        if not stored or "id" not in stored:
+        if "id" not in stored:
             return None
-        return Mapping24(int(stored["id"]), set(orjson.loads(stored.get("fm", "[]"))),
-                         orjson.loads(stored.get("consent", "{}")))
+        held, consent = set(orjson.loads(stored.get("fm", "[]"))), orjson.loads(stored.get("consent", "{}"))
+        return B24Contact(int(stored["id"]), held, consent)
 
-    async def _remember(self, cid: str, known: Mapping24) -> None:
+    async def _remember(self, cid: str, known: B24Contact) -> None:
         await self.redis.hset(mapping_key(cid), mapping={
             "id": str(known.id), "fm": orjson.dumps(sorted(known.held)), "consent": orjson.dumps(known.consent)})
 
-    # --- what happens in conversations -----------------------------------------------------------
-    async def _once(self, event: CloudEvent, cid: str, make: Callable[[Mapping24], Awaitable[int]]) -> None:
+    async def _once(self, event: CloudEvent, cid: str, make: Callable[[B24Contact], Awaitable[int]]) -> None:
         """Run `make(contact)` once per event: its result id is remembered after Bitrix24 answered."""
         done = f"{mapping_key(cid)}:ev:{event.id}"
         if await self.redis.exists(done):
@@ -394,7 +375,7 @@ class Bitrix24Sink:
                         after=0) from None
         await self.redis.set(done, str(created), ex=EVENT_MEMORY_SECONDS)
 
-    async def _lead(self, contact: Mapping24, data: HandoffRequested) -> int:
+    async def _lead(self, contact: B24Contact, data: events.HandoffRequested) -> int:
         channel = data.channel or "unknown channel"
         title = f"Omnihub: {channel} conversation handed to people" + (f" — {data.reason}" if data.reason else "")
         comments = "\n".join(f"{label}: {value}" for label, value in (
@@ -405,7 +386,7 @@ class Bitrix24Sink:
                   "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": data.conversation_id}
         return int(await self.client.call("crm.lead.add", {"fields": fields}))
 
-    async def _transcript(self, contact: Mapping24, data: ConversationResolved, resolved_at: str) -> int:
+    async def _transcript(self, contact: B24Contact, data: events.ConversationResolved, resolved_at: str) -> int:
         entries: list[HistoryEntry] = []
         while True:  # the capped list, page by page, oldest first
             total, page = await self.store.history(data.contact_id, len(entries), _PAGE)
@@ -419,7 +400,7 @@ class Bitrix24Sink:
         fields = {"ENTITY_ID": contact.id, "ENTITY_TYPE": "contact", "COMMENT": comment}
         return int(await self.client.call("crm.timeline.comment.add", {"fields": fields}))
 
-    async def _consent(self, contact: Mapping24, data: ConsentChanged) -> int:
+    async def _consent(self, contact: B24Contact, data: events.ConsentChanged) -> int:
         contact.consent.setdefault(data.channel, {})[data.purpose] = data.state
         note = (f"Omnihub: consent for {data.purpose} messages on {data.channel} is now {data.state} "
                 f"(source: {data.source})")
@@ -441,13 +422,11 @@ def mapping_key(cid: str) -> str:
 def multifields(contact: ContactData) -> list[Multifield]:
     """The contact's phones (its own, its WhatsApp/SMS identities) and messenger ids, each once."""
     phones = [contact.phone] if contact.phone else []
-    phones += [i.id for i in contact.identities if i.channel in _PHONE_CHANNELS]
+    phones += [i.id for i in contact.identities if i.channel in ("whatsapp", "sms")]
     values = [Multifield("PHONE", "MOBILE", p) for p in phones]
     values += [Multifield("IM", _IM_TYPES[i.channel], i.id) for i in contact.identities if i.channel in _IM_TYPES]
-    unique: dict[str, Multifield] = {}
-    for value in values:
-        unique.setdefault(value.key, value)
-    return list(unique.values())
+    seen: dict[str, Multifield] = {}
+    return [seen.setdefault(v.key, v) for v in values if v.key not in seen]
 
 
 def _consent_of(contact: ContactData) -> dict[str, dict[str, str]]:
@@ -490,11 +469,9 @@ def transcript(entries: list[HistoryEntry], conversation_id: str, until: float) 
 
 
 def _media(entry: HistoryEntry) -> str:
-    if entry.attachments:
-        return " ".join(f"[{a.type} {a.url or a.name or ''}]".replace(" ]", "]") for a in entry.attachments)
-    if entry.location is not None:
-        return f"[location {entry.location.latitude},{entry.location.longitude}]"
-    return f"[phone {entry.contact_phone}]" if entry.contact_phone else "[empty]"
+    where = entry.location and f"[location {entry.location.latitude},{entry.location.longitude}]"
+    phone = entry.contact_phone and f"[phone {entry.contact_phone}]"
+    return " ".join(f"[{a.type} {a.url or a.name or '-'}]" for a in entry.attachments) or where or phone or "[empty]"
 
 
 def php_query(params: Mapping[str, Any]) -> str:

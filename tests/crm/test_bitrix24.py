@@ -222,6 +222,18 @@ async def test_a_resolved_conversation_becomes_a_timeline_comment_with_its_messa
     assert "c1-1700000000000-0" in comment["COMMENT"].splitlines()[0]
 
 
+async def test_a_long_conversation_is_read_page_by_page(portal: Portal, sink: Bitrix24Sink) -> None:
+    history = [entry(f"m{i}", 1_700_000_000.0 + i, "in", "customer", f"message {i}") for i in range(150)]
+    await portal.store.commit("c1", Changes(history=history))
+    await sink.deliver(created())
+    await sink.deliver(CloudEvent.of(ConversationResolved(conversation_id="c1-1700000000000-0", contact_id="c1",
+                                                          agent_id="a1"), subject="c1", cause="r", at=1_700_001_000))
+
+    [comment] = portal.emulator.comments.values()
+    lines = comment["COMMENT"].splitlines()[1:]
+    assert len(lines) == 150 and lines[-1].endswith("customer: message 149")
+
+
 def test_the_transcript_leaves_out_notes_and_other_conversations() -> None:
     entries = [entry("5-0", 4.0, "in", "customer", "before"), entry("6-0", 6.0, "note", "agent", "secret"),
                entry("7-0", 7.0, "in", "customer", "", pl="yes")]
