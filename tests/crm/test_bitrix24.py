@@ -130,6 +130,18 @@ async def test_a_contact_already_in_the_portal_is_found_by_phone_and_not_duplica
     assert portal.methods().count("crm.contact.add") == 1
 
 
+async def test_of_duplicates_already_in_the_portal_the_oldest_is_used(portal: Portal, sink: Bitrix24Sink) -> None:
+    async with httpx.AsyncClient(base_url=f"{portal.url}/rest/1/{CODE}/") as api:  # a manager's two records
+        for name in ("Anna", "Anna again"):
+            phone = [{"VALUE": "+7 916 123-45-67", "VALUE_TYPE": "WORK"}]  # as typed by hand
+            await api.post("crm.contact.add.json", json={"fields": {"NAME": name, "PHONE": phone}})
+    await sink.deliver(created())
+
+    assert await portal.redis.hget(mapping_key("c1"), "id") == "1"
+    assert len(portal.emulator.contacts) == 2 and portal.emulator.contacts[2]["NAME"] == "Anna again"
+    assert len(portal.emulator.contacts[1]["PHONE"]) == 1  # the same number, however it is written
+
+
 async def test_an_update_changes_the_contact_and_adds_only_new_phones_and_messengers(
         portal: Portal, sink: Bitrix24Sink) -> None:
     await sink.deliver(created())
