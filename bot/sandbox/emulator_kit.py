@@ -69,15 +69,19 @@ class Courier:
     referenced (so they are not garbage-collected) and cancelled at shutdown (so none outlives it).
 
     `transport` lets an emulator deliver without a network hop, e.g. `httpx.ASGITransport(hub_app)`.
+    Every connection the pool may open is also kept alive: httpcore closes an idle connection whenever
+    the pool holds more than `max_keepalive_connections` (20 by default), so a busy emulator opened a
+    new TCP connection to the hub for most of its webhooks.
     """
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, connections: int = 100) -> None:
         self._transport = transport
+        self._limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
-        self._client = httpx.AsyncClient(transport=self._transport, timeout=10)
+        self._client = httpx.AsyncClient(transport=self._transport, timeout=10, limits=self._limits)
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -4,8 +4,9 @@ aiogram talks to it exactly as to api.telegram.org (`TELEGRAM_API_BASE` points h
 `/bot{token}/{method}` with form, multipart or JSON parameters, answered in the `{"ok": ...}` envelope
 with real `Message` objects. Customers are played through control routes under `/_/` (not part of
 Telegram): `/_/inbound` builds a real `Update` and posts it to the webhook with the secret-token header,
-as Telegram does, or queues it for `getUpdates`; `/_/outbox` reads what the bot sent; `/_/faults` makes
-the next calls of a method fail the way Telegram fails (429 with `retry_after`, 5xx, 403).
+as Telegram does (several at once, one chat's in order: `telegram_delivery.py`), or queues it for
+`getUpdates`; `/_/outbox` reads what the bot sent; `/_/faults` makes the next calls of a method fail
+the way Telegram fails (429 with `retry_after`, 5xx, 403).
 
 It sits in a throughput benchmark, so a `sendMessage` is a form parse, a dict and an outbox append.
 """
@@ -41,6 +42,7 @@ from bot.sandbox.emulator_kit import (
     relayed,
     unless_disconnected,
 )
+from bot.sandbox.telegram_delivery import DEFAULT_CONNECTIONS, Deliveries, chat_of
 
 Params = dict[str, Any]
 Method = Callable[[Params, Request], Awaitable[Any]]
@@ -123,6 +125,7 @@ class TelegramEmulator(Emulator):
     ) -> None:
         super().__init__(webhook_url, transport)
         self.token, self.webhook_secret = token, webhook_secret
+        self.deliveries = Deliveries()
         digits = token.partition(":")[0]
         bot_id = int(digits) if digits.isdigit() else 1
         self.me: Params = {"id": bot_id, "is_bot": True, "first_name": "Omnihub", "username": bot_username}
@@ -232,6 +235,10 @@ class TelegramEmulator(Emulator):
         if params.get("drop_pending_updates") in (True, "true", "True", "1"):
             self._pending.clear()
         self.webhook_url, self.webhook_secret = params.get("url") or None, secret
+        connections = str(params.get("max_connections") or DEFAULT_CONNECTIONS)
+        if not connections.isdigit():
+            raise ApiError(400, "Bad Request: max_connections must be a number")
+        self.deliveries.resize(int(connections))
         return True
 
     async def _delete_webhook(self, params: Params, request: Request) -> bool:
@@ -239,6 +246,8 @@ class TelegramEmulator(Emulator):
 
     async def _get_webhook_info(self, params: Params, request: Request) -> Params:
         info = {"url": self.webhook_url or "", "has_custom_certificate": False}
+        if self.webhook_url:
+            info["max_connections"] = self.deliveries.connections
         return {**info, "pending_update_count": len(self._pending)}
 
     async def _get_updates(self, params: Params, request: Request) -> list[Params]:
@@ -271,7 +280,8 @@ class TelegramEmulator(Emulator):
         headers = {"content-type": "application/json"}
         if self.webhook_secret:
             headers["x-telegram-bot-api-secret-token"] = self.webhook_secret
-        answer = await ask_hub(self.courier.post(self.webhook_url, _json(update), headers))
+        url, body = self.webhook_url, _json(update)
+        answer = await self.deliveries.deliver(chat_of(update), lambda: ask_hub(self.courier.post(url, body, headers)))
         return relayed(answer, update_id=update_id)
 
     def _update_from(self, spec: _Inbound) -> Params:
