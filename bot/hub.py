@@ -25,6 +25,10 @@ from bot.context.merge import Merger
 from bot.context.privacy import Privacy
 from bot.context.profiles import Profiles
 from bot.context.store import ContextStore
+from bot.crm.bitrix24 import Bitrix24Sink
+from bot.crm.feed import Feed
+from bot.crm.outbox import Emitter
+from bot.crm.subscriptions import Subscriptions
 from bot.dialogue import Engine
 from bot.dialogue.loader import load_dialogs
 from bot.handoff.agents import AgentStore
@@ -86,6 +90,10 @@ class Hub:
         self.agents = AgentStore(self.redis, s.handoff.idle_seconds, s.handoff.agent_capacity)
         self.teams = Teams(self.redis, s.handoff)
         self.desk = Desk(self.redis, self.store, self.ingest, self.agents)
+        self.subscriptions = Subscriptions(self.redis, s.pipeline.partitions)
+        self.emitter = Emitter(self.redis, s.pipeline.partitions)
+        adapters = [Bitrix24Sink(self.redis, self.store, s.crm.bitrix24)] if s.crm.bitrix24.active else []
+        self.feed = Feed(self.redis, s.crm, self.subscriptions, self.emitter, adapters)
         self.settings = self._with_sandbox(s)
         self._build_connectors()
         self.acknowledgers = {p: k for p, k in self.webhooks.items() if isinstance(k, AcknowledgesCallbacks)}
@@ -231,10 +239,13 @@ class Hub:
         s = self.settings
         worker, sender = self.partition_parts()
 
+        await self.subscriptions.configure(s.crm.webhooks)
+
         async def run_partition(p: int, halt: asyncio.Event) -> None:
-            async with asyncio.TaskGroup() as group:  # one fails: the other stops too, the lease is freed
+            async with asyncio.TaskGroup() as group:  # one fails: the others stop too, the lease is freed
                 group.create_task(worker.run(p, halt))
                 group.create_task(sender.run(p, halt))
+                group.create_task(self.feed.run(p, halt))
 
         leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
         router = Router(self.redis, self.desk, self.agents, self.teams, s.handoff)
@@ -296,3 +307,4 @@ class Hub:
         for connector in self.connectors.values():
             with contextlib.suppress(Exception):
                 await connector.close()
+        await self.feed.close()

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from bot.crm.bitrix24 import Bitrix24Settings
 from bot.models import Channel
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "omnihub.yaml"
@@ -108,6 +109,9 @@ class ConsentTexts(Section):
     help: dict[str, str] = Field(default_factory=dict)
 
 
+FALLBACK_ORDER: tuple[Channel, ...] = ("telegram", "viber", "whatsapp", "sms")
+
+
 class ContextSettings(Section):
     history_cap: int = Field(200, ge=10, le=10_000)
     default_region: str = "RU"
@@ -115,6 +119,8 @@ class ContextSettings(Section):
     # an SMS STOP also withdraws marketing consent on every other channel
     stop_revokes_all_marketing: bool = True
     consent_texts: ConsentTexts = ConsentTexts()
+    # after the preferred channel, the order a "best channel" send tries (bot.pipeline.reach)
+    fallback_order: list[Channel] = Field(default_factory=lambda: list(FALLBACK_ORDER))
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -194,6 +200,30 @@ class HandoffSettings(Section):
     router_lease_seconds: float = Field(5.0, gt=0.5)
 
 
+class WebhookConfig(Section):
+    """A subscription declared in the configuration file (kept in step with Redis at start)."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+
+# What receivers know from Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+SVIX_SCHEDULE = [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+
+
+class CrmSettings(Section):
+    """The event feed and its consumers (bot.crm): webhook subscriptions and the CRM adapters."""
+
+    retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(SVIX_SCHEDULE), min_length=1)
+    timeout_seconds: float = Field(15.0, gt=0, le=120)
+    concurrency: int = Field(32, ge=1, le=1000)  # deliveries in flight per partition and subscription
+    retention_hours: float = Field(72.0, ge=0)  # delivered events kept this long, for replays
+    disable_after_days: float = Field(5.0, gt=0)  # a subscription failing this long is disabled
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    bitrix24: Bitrix24Settings = Field(default_factory=Bitrix24Settings)
+
+
 class Settings(Section):
     redis_url: str | None = None
     public_url: str | None = None
@@ -210,6 +240,7 @@ class Settings(Section):
     pipeline: PipelineSettings = PipelineSettings()
     context: ContextSettings = ContextSettings()
     handoff: HandoffSettings = HandoffSettings()
+    crm: CrmSettings = CrmSettings()
 
     @field_validator("public_url")
     @classmethod
@@ -251,6 +282,7 @@ ENV: dict[str, tuple[str, ...]] = {
     "VIBER_AUTH_TOKEN": ("viber", "auth_token"),
     "VIBER_BOT_NAME": ("viber", "bot_name"),
     "VIBER_API_BASE": ("viber", "api_base"),
+    "BITRIX24_WEBHOOK_URL": ("crm", "bitrix24", "webhook_url"),
 }
 _ENV_OF = {path: name for name, path in ENV.items()}
 

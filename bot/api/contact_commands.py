@@ -7,26 +7,27 @@ answer to the message before it. An `Idempotency-Key` header makes a retried cal
 
 from __future__ import annotations
 
-import hashlib
-from typing import Annotated
+from typing import Literal
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from bot.api.contacts import live_contact
-from bot.api.deps import ApiKey, HubDep
-from bot.context.store import new_id
+from bot.api.deps import ApiKey, HubDep, IdempotencyKey, command_id
 from bot.models import Button, Channel, Purpose
 from bot.pipeline.commands import CommandRefused, SendText, address
+from bot.pipeline.reach import best_channel
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
-IdempotencyKey = Annotated[str | None, Header(max_length=200, description="the same key: the same command, once")]
 
 
 class MessageIn(BaseModel):
     text: str = Field(min_length=1, max_length=4096)
     buttons: list[Button] = Field(default_factory=list, max_length=10)
-    channel: Channel | None = Field(default=None, description="default: where the customer wrote last")
+    channel: Channel | Literal["best"] | None = Field(
+        default=None, description='default: where the customer wrote last; "best": the preferred channel, then '
+        "the fallback order, skipping channels without an identity, without consent for the purpose, or WhatsApp "
+        "outside its window with no template (bot.pipeline.reach)")
     purpose: Purpose = "service"
 
 
@@ -37,12 +38,7 @@ class HandoffIn(BaseModel):
 class Queued(BaseModel):
     id: str
     queued: bool = Field(description="false when the Idempotency-Key was used before")
-
-
-def _command_id(prefix: str, cid: str, key: str | None) -> str:
-    if key is None:
-        return new_id(prefix)
-    return prefix + hashlib.sha256(f"{cid}\n{key}".encode()).hexdigest()[:24]
+    channel: Channel | None = Field(None, description="the channel it goes out on (default: where they wrote last)")
 
 
 @router.post("/{cid}/messages", status_code=202, response_model=Queued)
@@ -50,13 +46,20 @@ async def send_message(cid: str, body: MessageIn, hub: HubDep, _: ApiKey, idempo
                        ) -> Queued:
     """Send a message to the contact (consent and the WhatsApp window are checked when it goes out)."""
     snapshot = await live_contact(hub, cid)
+    channel = body.channel
+    if channel == "best":
+        s = hub.settings
+        channel = best_channel(snapshot, body.purpose, s.context.fallback_order, hub.connectors,
+                               s.twilio.whatsapp_fallback_template is not None)
+        if channel is None:
+            raise HTTPException(409, f"no channel may carry a {body.purpose} message to this contact now")
     try:
-        address(snapshot, body.channel)  # refuse now what the worker would refuse later
+        address(snapshot, channel)  # refuse now what the worker would refuse later
     except CommandRefused as exc:
         raise HTTPException(409, str(exc)) from None
-    command = SendText(id=_command_id("api", cid, idempotency_key), text=body.text, buttons=tuple(body.buttons),
-                       channel=body.channel, purpose=body.purpose)
-    return Queued(id=command.id, queued=await hub.ingest.command(command, cid))
+    command = SendText(id=command_id("api", cid, idempotency_key), text=body.text, buttons=tuple(body.buttons),
+                       channel=channel, purpose=body.purpose)
+    return Queued(id=command.id, queued=await hub.ingest.command(command, cid), channel=address(snapshot, channel)[0])
 
 
 @router.post("/{cid}/handoff", status_code=202, response_model=Queued)
@@ -64,5 +67,5 @@ async def hand_off(cid: str, body: HandoffIn, hub: HubDep, _: ApiKey, idempotenc
                    ) -> Queued:
     """Queue the contact's conversation for a person: the bot stops answering it."""
     await live_contact(hub, cid)
-    command_id = _command_id("hof", cid, idempotency_key)
-    return Queued(id=command_id, queued=await hub.desk.hand_off(cid, body.reason or "api", command_id=command_id))
+    handoff_id = command_id("hof", cid, idempotency_key)
+    return Queued(id=handoff_id, queued=await hub.desk.hand_off(cid, body.reason or "api", command_id=handoff_id))

@@ -7,14 +7,14 @@ are the fixed contract of DESIGN.md; everything else is ours to extend.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bot.context.history import HistoryEntry
 from bot.context.profiles import preferred_channel
 from bot.context.store import Snapshot
-from bot.models import Channel
+from bot.models import Channel, Purpose
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[\w.:-]{1,64}$")]
 AttributeName = Annotated[str, StringConstraints(pattern=r"^[\w.-]{1,64}$")]
@@ -84,6 +84,43 @@ class ContactPatch(BaseModel):
     attributes: dict[AttributeName, Annotated[str, StringConstraints(max_length=2000)] | None] = {}
     add_tags: list[Tag] = []
     remove_tags: list[Tag] = []
+    consent: dict[Channel, dict[Purpose, Literal["in", "out"]]] = Field(
+        default_factory=dict, description='{"sms": {"marketing": "in"}}: recorded in the consent trail, source api')
+
+
+class ContactUpsert(ContactPatch):
+    """One contact of a batch: found by `id`, else by `phone` (created when nobody has that number)."""
+
+    id: str | None = None
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=40)] | None = None
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[ContactUpsert] = Field(min_length=1, max_length=500)
+
+
+class BatchItemOut(BaseModel):
+    id: str | None
+    created: bool = False
+    error: str | None = None
+
+
+class BatchOut(BaseModel):
+    items: list[BatchItemOut]
+
+
+class ConversionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, description="what was bought, e.g. an order number")
+    amount: float = Field(ge=0, le=1e12)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
+    campaign_id: str | None = Field(None, max_length=100, description="default: the campaign that wrote last")
+
+
+class ConversionOut(BaseModel):
+    id: str
+    contact_id: str
 
 
 class MergeIn(BaseModel):

@@ -13,21 +13,28 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from bot.api.contact_models import (
+    BatchIn,
+    BatchItemOut,
+    BatchOut,
     ContactList,
     ContactOut,
     ContactPatch,
+    ContactUpsert,
+    ConversionIn,
+    ConversionOut,
     ExportOut,
     HistoryPage,
     Tag,
     contact_out,
     history_item,
 )
-from bot.api.deps import ApiKey, HubDep
-from bot.context.phones import BadPhone
-from bot.context.profiles import GoneContact, ProfileChange
-from bot.context.store import Snapshot
+from bot.api.deps import COMMAND_WAIT_SECONDS, ApiKey, HubDep, IdempotencyKey, command_id
+from bot.context.phones import BadPhone, normalise
+from bot.context.store import Snapshot, new_id
 from bot.hub import Hub
 from bot.models import Channel
+from bot.pipeline.commands import Command, ConsentSet, RecordConversion, UpdateContact
+from bot.pipeline.ingest import NotYetApplied
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
@@ -81,21 +88,84 @@ async def get_contact(contact_id: str, hub: HubDep, _: ApiKey) -> ContactOut:
     return contact_out(await live_contact(hub, contact_id))
 
 
-@router.patch("/{contact_id}", response_model=ContactOut)
-@router.put("/{contact_id}", response_model=ContactOut, description="The same partial update as PATCH.")
-async def update_contact(contact_id: str, body: ContactPatch, hub: HubDep, _: ApiKey) -> ContactOut:
+def update_command(body: ContactPatch, create: bool = False, phone: str | None = None) -> UpdateContact:
+    """The contact-addressed command a patch is (422 for a contradiction in it)."""
     given = body.model_fields_set
     # a language set here wins over the one detected from messages until it is cleared (bot.dialogue.language)
     named = {"name": "name", "language": "lang_set", "preferred_channel": "pref_set"}
     fields: dict[str, str | None] = {field: getattr(body, attr) for attr, field in named.items() if attr in given}
     fields.update({f"a:{name}": value for name, value in body.attributes.items()})
+    if phone is not None:
+        fields["phone"] = phone
     if overlap := set(body.add_tags) & set(body.remove_tags):
         raise HTTPException(422, f"tags both added and removed: {sorted(overlap)}")
+    consent = tuple(ConsentSet(channel=channel, purpose=purpose, state=state)
+                    for channel, purposes in body.consent.items() for purpose, state in purposes.items())
+    return UpdateContact(id=new_id("upd"), fields=fields, add_tags=tuple(body.add_tags),
+                         remove_tags=tuple(body.remove_tags), consent=consent, create=create)
+
+
+async def applied(hub: Hub, command: Command, cid: str) -> None:
+    """Through the contact's partition (one writer per contact, and the feed's events with it);
+    waits for the worker: 409 with its refusal, 504 when it has not answered yet."""
     try:
-        await hub.profiles.change(contact_id, ProfileChange(fields, body.add_tags, body.remove_tags))
-    except GoneContact as exc:
-        raise HTTPException(404, str(exc)) from None
+        refusal = await hub.ingest.applied(command, cid, COMMAND_WAIT_SECONDS)
+    except NotYetApplied as exc:
+        raise HTTPException(504, str(exc)) from None
+    if refusal:
+        raise HTTPException(409, refusal)
+
+
+@router.patch("/{contact_id}", response_model=ContactOut)
+@router.put("/{contact_id}", response_model=ContactOut, description="The same partial update as PATCH.")
+async def update_contact(contact_id: str, body: ContactPatch, hub: HubDep, _: ApiKey) -> ContactOut:
+    await live_contact(hub, contact_id)
+    await applied(hub, update_command(body), contact_id)
     return contact_out(await hub.store.load(contact_id))
+
+
+@router.post("/batch", response_model=BatchOut,
+             description="Upsert up to 500 contacts: each by `id`, or by `phone` (created if nobody has it).")
+async def upsert_contacts(body: BatchIn, hub: HubDep, _: ApiKey) -> BatchOut:
+    async def one(item: ContactUpsert) -> BatchItemOut:
+        try:
+            cid, created, phone = await _target(hub, item)
+            await applied(hub, update_command(item, create=created, phone=phone), cid)
+        except HTTPException as exc:
+            return BatchItemOut(id=item.id, error=str(exc.detail))
+        return BatchItemOut(id=cid, created=created)
+
+    return BatchOut(items=list(await asyncio.gather(*(one(item) for item in body.items))))
+
+
+async def _target(hub: Hub, item: ContactUpsert) -> tuple[str, bool, str | None]:
+    """(contact id, whether it is new, the phone to write) for one upsert."""
+    if item.id is not None:
+        await live_contact(hub, item.id)
+        return item.id, False, None
+    if item.phone is None:
+        raise HTTPException(422, "give `id` or `phone`")
+    try:
+        phone = normalise(item.phone, hub.settings.context.default_region)
+    except BadPhone as exc:
+        raise HTTPException(422, str(exc)) from None
+    if (cid := await hub.identities.by_phone(phone)) is not None:
+        snapshot = await hub.store.load(cid)
+        if snapshot.profile and "merged_into" not in snapshot.profile:
+            return cid, False, None
+    return await hub.identities.resolve("sms", phone), True, phone
+
+
+@router.post("/{contact_id}/conversions", status_code=201, response_model=ConversionOut)
+async def record_conversion(contact_id: str, body: ConversionIn, hub: HubDep, _: ApiKey,
+                            idempotency_key: IdempotencyKey = None) -> ConversionOut:
+    """An order or other conversion, attributed to the campaign named (or the one that wrote last)
+    and to the contact's conversation; counted for segments (recency, frequency, monetary)."""
+    await live_contact(hub, contact_id)
+    command = RecordConversion(id=command_id("cv", contact_id, idempotency_key), name=body.name, amount=body.amount,
+                               currency=body.currency, campaign_id=body.campaign_id)
+    await applied(hub, command, contact_id)
+    return ConversionOut(id=command.id, contact_id=contact_id)
 
 
 @router.get("/{contact_id}/history", response_model=HistoryPage)

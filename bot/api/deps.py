@@ -6,9 +6,10 @@ import hashlib
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from bot.context.store import new_id
 from bot.hub import Hub
 
 API_KEYS = "omni:apikeys"  # hash: sha256(key) -> key name
@@ -64,3 +65,14 @@ async def require_api_key(
 
 
 ApiKey = Annotated[str, Depends(require_api_key)]
+
+
+IdempotencyKey = Annotated[str | None, Header(max_length=200, description="the same key: the same command, once")]
+COMMAND_WAIT_SECONDS = 5.0  # how long a call waits for the worker to apply its command (then 504)
+
+
+def command_id(prefix: str, cid: str, key: str | None) -> str:
+    """A command's id: from the caller's Idempotency-Key when given (a retry is the same command)."""
+    if key is None:
+        return new_id(prefix)
+    return prefix + hashlib.sha256(f"{cid}\n{key}".encode()).hexdigest()[:24]

@@ -32,6 +32,10 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:dead:{p<n>}             | stream | dead letters of partition n (entry + error)     |
 | omni:ev:{p<n>}               | stream | the CRM feed of partition n (bot.crm.outbox)    |
 | omni:evs:{p<n>}:<event id>   | string | an event appended by emit_once, TTL 7 days      |
+| omni:wh                      | hash   | webhook subscriptions, id -> JSON (bot.crm)     |
+| omni:wha:{p<n>}              | hash   | a delivery's failed attempts: "<sink> <entry>"  |
+| omni:whdead:{p<n>}           | stream | events a sink gave up on (bot.crm.delivery)     |
+| omni:whm                     | hash   | delivery counters per sink (delivered, retried...) |
 | omni:lease:<n>               | string | which worker owns partition n, TTL              |
 | omni:workers                 | zset   | live workers, score = lease expiry              |
 | omni:rl:<ch>:<sender>[:<chat>] | hash | send rate token bucket (pipeline.ratelimit)     |
@@ -55,6 +59,8 @@ PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
 WORKERS = "omni:workers"
 GROUP = "workers"
 JOURNALS = "omni:journals"
+WEBHOOKS = "omni:wh"
+DELIVERY_COUNTS = "omni:whm"
 
 
 def identity(channel: str, user_id: str) -> str:
@@ -153,6 +159,14 @@ def events(p: int) -> str:
 
 def event_seen(p: int, event_id: str) -> str:
     return f"omni:evs:{{p{p}}}:{event_id}"
+
+
+def delivery_attempts(p: int) -> str:
+    return f"omni:wha:{{p{p}}}"
+
+
+def delivery_dead(p: int) -> str:
+    return f"omni:whdead:{{p{p}}}"
 
 
 def outbox(cid: str) -> str:

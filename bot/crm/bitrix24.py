@@ -37,7 +37,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from redis.asyncio import Redis
 
 from bot.context.history import HistoryEntry
@@ -71,7 +71,7 @@ class Bitrix24Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
+    enabled: bool = True  # with a webhook_url: on (false keeps the URL configured and the adapter off)
     webhook_url: SecretStr | None = None  # https://portal.bitrix24.ru/rest/1/abc123/
     rate: float = Field(2.0, gt=0)  # requests per second, the portal's drain rate
     burst: int = Field(50, ge=1)  # the portal's threshold
@@ -94,11 +94,9 @@ class Bitrix24Settings(BaseModel):
                              "https://<portal>/rest/<user id>/<code>/")
         return SecretStr(f"{parts.scheme}://{parts.netloc}/rest/{path[1]}/{path[2]}/")
 
-    @model_validator(mode="after")
-    def _url_when_enabled(self) -> Bitrix24Settings:
-        if self.enabled and self.webhook_url is None:
-            raise ValueError("crm.bitrix24 is enabled but has no webhook_url: set BITRIX24_WEBHOOK_URL")
-        return self
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.webhook_url is not None
 
     def endpoint(self) -> str:
         if self.webhook_url is None:

@@ -87,7 +87,7 @@ async def recorded(redis: Redis, partitions: int, event_type: str | None = None)
     """Every event still in the feed, oldest first across partitions (for tests and inspection)."""
     found: list[tuple[tuple[int, int], CloudEvent]] = []
     for p in range(partitions):
-        for entry_id, fields in await redis.xrange(keys.events(p)):
+        for entry_id, fields in await redis.xrange(keys.events(p)) or []:
             if fields:
                 event = CloudEvent.read(fields["e"])
                 if event_type is None or event.type == event_type:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import orjson
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
@@ -25,7 +24,7 @@ from bot.context.whatsapp_window import SEEN_WHATSAPP
 from bot.handoff.customer_turns import contact_of
 from bot.models import Button
 from bot.pipeline.commands import Assign, Command, Note, Resolve, SendText, SetMode, Tell
-from bot.pipeline.ingest import Ingest
+from bot.pipeline.ingest import Ingest, NotYetApplied
 
 WAIT_SECONDS = 10
 MERGE_HOPS = 5  # merged contacts followed to find a conversation that moved
@@ -247,11 +246,10 @@ class Desk:
 
     async def _run(self, command: Command, cid: str) -> None:
         """Queue the command on the contact's partition and wait for the worker's answer."""
-        await self.ingest.command(command, cid)
-        answer = await self.redis.blpop([keys.command_result(cid, command.id)], timeout=self.wait_seconds)
-        if answer is None:
-            raise DeskError(504, "the hub has not applied it yet (it will, in order); look again shortly")
-        refusal = orjson.loads(answer[1]).get("refusal")
+        try:
+            refusal = await self.ingest.applied(command, cid, self.wait_seconds)
+        except NotYetApplied as exc:
+            raise DeskError(504, str(exc)) from None
         if refusal:
             raise DeskError(409, refusal)
 

@@ -95,6 +95,7 @@ class UpdateContact(Frozen):
     remove_tags: tuple[str, ...] = ()
     consent: tuple[ConsentSet, ...] = ()
     source: Literal["api", "import"] = "api"
+    create: bool = False  # an upsert: a contact the CRM knows and who never wrote yet
 
 
 class RecordConversion(Frozen):
@@ -192,6 +193,8 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say, default
 
 def _update(snapshot: Snapshot, command: UpdateContact, entry_id: str, changes: Changes) -> None:
     now = time.time()
+    if not snapshot.profile:
+        changes.profile["created"] = f"{now:.0f}"
     for name, value in command.fields.items():
         if value is None:
             changes.drop_profile_fields.append(name)

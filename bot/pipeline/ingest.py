@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
@@ -28,6 +29,10 @@ end
 return false
 """
 _COMMANDS_PER_EVENT = 4  # the script, then the dedupe bookkeeping on the contact (see `_stage`)
+
+
+class NotYetApplied(Exception):
+    """The worker has not answered within the wait; the command stays queued and will be applied."""
 
 
 class Ingest:
@@ -80,6 +85,16 @@ class Ingest:
         that id was queued before (an API retry with the same Idempotency-Key)."""
         results = await self._append([(cid, f"cmd:{command.id}", command)])
         return bool(results[0])
+
+    async def applied(self, command: Command, cid: str, wait_seconds: float) -> str | None:
+        """Queue the command and wait for the partition's worker: its refusal, or None once applied.
+        Raises `NotYetApplied` after `wait_seconds` (the command still goes through, in order)."""
+        await self.command(command, cid)
+        answer = await self.redis.blpop([keys.command_result(cid, command.id)], timeout=wait_seconds)
+        if answer is None:
+            raise NotYetApplied("the hub has not applied it yet (it will, in order); look again shortly")
+        refusal: str | None = orjson.loads(answer[1]).get("refusal")
+        return refusal
 
     def _stage(self, pipe: Any, cid: str, event_key: str, item: InboundEvent | Command) -> None:
         p = keys.partition_of(cid, self.partitions)

@@ -39,7 +39,7 @@ from bot.crm.events import CloudEvent
 from bot.handoff import live
 from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
-from bot.pipeline.commands import COMMAND, CommandRefused, apply
+from bot.pipeline.commands import COMMAND, CommandRefused, UpdateContact, apply
 from bot.pipeline.streams import Entry, consume, stream_id
 from bot.pipeline.turns import TurnHandler
 from bot.redis_server import REDIS_FAILURES
@@ -208,7 +208,8 @@ class Worker:
         last = snapshot.conversation.get("last")
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, snapshot.conversation.get("uid", ""))
-        if not snapshot.profile or "merged_into" in snapshot.profile:
+        creates = isinstance(command, UpdateContact) and command.create
+        if "merged_into" in snapshot.profile or not (snapshot.profile or creates):
             await self._answer(cid, command.id, "the contact was erased or merged into another")
             raise CommandRefused("the contact was erased or merged into another")
         outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)

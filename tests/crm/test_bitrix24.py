@@ -357,8 +357,8 @@ async def test_a_portal_that_is_down_or_silent_is_a_retry(portal: Portal) -> Non
 def test_settings_refuse_a_url_that_is_not_a_webhook() -> None:
     with pytest.raises(ValueError, match="BITRIX24_WEBHOOK_URL"):
         Bitrix24Settings(enabled=True, webhook_url="https://portal.bitrix24.ru/rest/")
-    with pytest.raises(ValueError, match="BITRIX24_WEBHOOK_URL"):
-        Bitrix24Settings(enabled=True)
+    assert not Bitrix24Settings(enabled=True).active  # no URL: the adapter stays off
+    assert not Bitrix24Settings(enabled=False, webhook_url="https://p.bitrix24.ru/rest/1/abc").active
     assert Bitrix24Settings(webhook_url="https://p.bitrix24.ru/rest/1/abc").endpoint() == "https://p.bitrix24.ru/rest/1/abc/"
 
 
