@@ -7,7 +7,6 @@ a dead letter again, or replay everything since a moment (`bot.crm.replay`).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -16,11 +15,9 @@ from pydantic import BaseModel, Field
 
 from bot.api.deps import ApiKey, HubDep
 from bot.crm import replay
-from bot.crm.events import CloudEvent, EventData
-from bot.crm.sinks import Gone, Reject, Retry
+from bot.crm.ping import ping
 from bot.crm.stats import SinkStats, sink_stats
 from bot.crm.subscriptions import BadSubscription, Subscription
-from bot.crm.webhooks import WebhookSink
 from bot.hub import Hub
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["CRM feed"])
@@ -64,13 +61,6 @@ class ReplayIn(BaseModel):
 
 class ReplayOut(BaseModel):
     queued: int
-
-
-class Ping(EventData):
-    """Sent by the test call only; never in the feed."""
-
-    type = "omnihub.webhook.test"
-    subscription_id: str
 
 
 def _out(sub: Subscription, show_secret: bool = False) -> SubscriptionOut:
@@ -139,12 +129,8 @@ async def rotate(subscription_id: str, hub: HubDep, _: ApiKey) -> SubscriptionOu
              description="POST a signed `omnihub.webhook.test` event to the URL now, outside the feed.")
 async def test(subscription_id: str, hub: HubDep, _: ApiKey) -> TestOut:
     sub = await _found(hub, subscription_id)
-    ping = CloudEvent.of(Ping(subscription_id=sub.id), sub.id, f"{sub.id}/{time.time()}")
-    try:
-        await WebhookSink(sub, hub.feed.http, hub.settings.crm.timeout_seconds).deliver(ping)
-    except (Retry, Gone, Reject) as exc:
-        return TestOut(delivered=False, detail=str(exc))
-    return TestOut(delivered=True, detail="the receiver answered 2xx")
+    delivered, detail = await ping(sub, hub.feed.http, hub.settings.crm.timeout_seconds)
+    return TestOut(delivered=delivered, detail=detail)
 
 
 @router.get("/{subscription_id}/stats", response_model=SinkStats)
