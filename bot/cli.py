@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from bot.api.http_server import server_config
 from bot.cli_support import fail
+from bot.crm.cli import events, webhooks
 from bot.dead_letter_cli import dead
 from bot.dialogue import DialogError, Engine
 from bot.handoff.cli import agents, teams
@@ -35,6 +36,8 @@ app = typer.Typer(help="Omnihub: one bot and one customer memory for Telegram, W
 app.add_typer(dead, name="dead")
 app.add_typer(agents, name="agents")
 app.add_typer(teams, name="teams")
+app.add_typer(webhooks, name="webhooks")
+app.add_typer(events, name="events")
 log = logging.getLogger("omnihub")
 
 
