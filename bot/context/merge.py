@@ -94,7 +94,7 @@ class Merger:
             raise MergeError(f"contact {survivor!r} was merged into {into!r}")
         journal = await self._begin("merge", survivor, absorbed, reason, hints)
         await self.replay(journal)
-        return Merged(survivor, absorbed, event_id(ContactMerged.type, journal.id))
+        return Merged(survivor, absorbed, event_id(ContactMerged.type, survivor, journal.id))
 
     async def fold(self, absorbed: str) -> Merged | None:
         """Move writes that landed on a (to be) tombstone after its merge began to the contact that
@@ -114,7 +114,7 @@ class Merger:
         History, consent trail and attributes learned since stay with the survivor."""
         journal = await self._begin("unmerge", survivor, absorbed, "unmerge", ())
         await self.replay(journal)
-        return event_id(ContactUnmerged.type, journal.id)
+        return event_id(ContactUnmerged.type, journal.survivor, journal.id)
 
     async def sweep(self, older_than: float = STALE) -> int:
         """Replay the journals nobody finished within `older_than` seconds; returns how many."""

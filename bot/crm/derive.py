@@ -58,7 +58,7 @@ def events_of(snapshot: Snapshot, changes: Changes, cause: str, command: AnyComm
     cid = snapshot.cid
     agent_id = getattr(command, "agent_id", None)
     found: list[EventData] = []
-    profile = {**snapshot.profile, **changes.profile}
+    profile = {k: v for k, v in {**snapshot.profile, **changes.profile}.items() if k not in changes.drop_profile_fields}
     if not snapshot.profile and changes.profile:
         found.append(ev.ContactCreated(contact=contact_data(cid, profile)))
     elif changed := sorted(_updated(snapshot.profile, changes)):

@@ -291,9 +291,11 @@ EVENT_TYPES: dict[str, type[EventData]] = {
 }
 
 
-def event_id(event_type: str, cause: str) -> str:
-    """The id of the event of `event_type` that `cause` made happen: the same cause, the same id."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{event_type}/{cause}"))
+def event_id(event_type: str, subject: str, cause: str) -> str:
+    """The id of the event of `event_type` about `subject` that `cause` made happen: the same cause,
+    the same id. The subject is part of it because a cause (a stream entry id) is unique only within
+    its partition, and a message id only within its contact."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{event_type}/{subject}/{cause}"))
 
 
 class CloudEvent(BaseModel):
@@ -310,9 +312,9 @@ class CloudEvent(BaseModel):
 
     @classmethod
     def of(cls, data: EventData, subject: str, cause: str, at: float | None = None) -> CloudEvent:
-        """`cause`: what made it happen, unique per event of a type (an entry id, a message id...)."""
+        """`cause`: what made it happen, unique per event of a type and subject (an entry id, a message id...)."""
         moment = datetime.fromtimestamp(at, UTC) if at is not None else datetime.now(UTC)
-        return cls(id=event_id(data.type, cause), type=data.type,
+        return cls(id=event_id(data.type, subject, cause), type=data.type,
                    time=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), subject=subject,
                    data=data.model_dump(mode="json", exclude_none=True))
 
