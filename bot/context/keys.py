@@ -35,7 +35,7 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:wh                      | hash   | webhook subscriptions, id -> JSON (bot.crm)     |
 | omni:wha:{p<n>}              | hash   | a delivery's failed attempts: "<sink> <entry>"  |
 | omni:whdead:{p<n>}           | stream | events a sink gave up on (bot.crm.delivery)     |
-| omni:whm                     | hash   | delivery counters per sink (delivered, retried...) |
+| omni:whm:{p<n>}              | hash   | delivery counters per sink (delivered, retried...) |
 | omni:lease:<n>               | string | which worker owns partition n, TTL              |
 | omni:workers                 | zset   | live workers, score = lease expiry              |
 | omni:rl:<ch>:<sender>[:<chat>] | hash | send rate token bucket (pipeline.ratelimit)     |
@@ -60,7 +60,6 @@ WORKERS = "omni:workers"
 GROUP = "workers"
 JOURNALS = "omni:journals"
 WEBHOOKS = "omni:wh"
-DELIVERY_COUNTS = "omni:whm"
 
 
 def identity(channel: str, user_id: str) -> str:
@@ -167,6 +166,10 @@ def delivery_attempts(p: int) -> str:
 
 def delivery_dead(p: int) -> str:
     return f"omni:whdead:{{p{p}}}"
+
+
+def delivery_counts(p: int) -> str:
+    return f"omni:whm:{{p{p}}}"
 
 
 def outbox(cid: str) -> str:

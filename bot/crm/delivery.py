@@ -230,9 +230,9 @@ class SinkReader:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.delivery_attempts(self.p), f"{self.group} {held.entry_id}",
                       f"{held.attempts}:{held.next_at:.3f}")
-            pipe.hincrby(keys.DELIVERY_COUNTS, f"{self.group} retried", 1)
-            pipe.hsetnx(keys.DELIVERY_COUNTS, f"{self.group} failing_since", f"{time.time():.0f}")
-            pipe.hget(keys.DELIVERY_COUNTS, f"{self.group} failing_since")
+            pipe.hincrby(keys.delivery_counts(self.p), f"{self.group} retried", 1)
+            pipe.hsetnx(keys.delivery_counts(self.p), f"{self.group} failing_since", f"{time.time():.0f}")
+            pipe.hget(keys.delivery_counts(self.p), f"{self.group} failing_since")
             *_, since = await pipe.execute()
         if since and time.time() - float(since) > self.disable_after:
             await self.on_gone(self.sink, f"failing since {float(since):.0f} without one delivery")
@@ -245,7 +245,7 @@ class SinkReader:
                                                    "entry": held.entry_id}, maxlen=DEAD_CAP, approximate=True)
             pipe.xack(self.stream, self.group, held.entry_id)
             pipe.hdel(keys.delivery_attempts(self.p), f"{self.group} {held.entry_id}")
-            pipe.hincrby(keys.DELIVERY_COUNTS, f"{self.group} dead", 1)
+            pipe.hincrby(keys.delivery_counts(self.p), f"{self.group} dead", 1)
             await pipe.execute()
         log.error("feed %s: %s dead-lettered after %s attempt(s): %s", self.group, held.event.id, held.attempts, error)
 
@@ -291,8 +291,8 @@ class SinkReader:
                 if acks.retried:
                     pipe.hdel(keys.delivery_attempts(self.p), *(f"{self.group} {i}" for i in acks.retried))
                 if acks.delivered:
-                    pipe.hincrby(keys.DELIVERY_COUNTS, f"{self.group} delivered", acks.delivered)
-                    pipe.hdel(keys.DELIVERY_COUNTS, f"{self.group} failing_since")
+                    pipe.hincrby(keys.delivery_counts(self.p), f"{self.group} delivered", acks.delivered)
+                    pipe.hdel(keys.delivery_counts(self.p), f"{self.group} failing_since")
                 await pipe.execute()
         except BaseException:
             self.acks.ids[:0], self.acks.retried[:0] = acks.ids, acks.retried

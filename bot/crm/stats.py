@@ -24,12 +24,15 @@ class SinkStats(BaseModel):
 
 async def sink_stats(client: Redis, partitions: int, sink: str) -> SinkStats:
     redis: Any = client
-    counts = await redis.hmget(keys.DELIVERY_COUNTS, [f"{sink} {name}" for name in
-                                                      ("delivered", "retried", "dead", "failing_since")])
-    stats = SinkStats(delivered=int(counts[0] or 0), retried=int(counts[1] or 0), dead=int(counts[2] or 0),
-                      failing_since=float(counts[3]) if counts[3] else None)
-    oldest: float | None = None
-    for p in range(partitions):
+    stats, oldest = SinkStats(), None
+    for p in range(partitions):  # counted per partition: a MULTI that acknowledges also counts, in one slot
+        delivered, retried, dead, since = await redis.hmget(
+            keys.delivery_counts(p), [f"{sink} {name}" for name in ("delivered", "retried", "dead", "failing_since")])
+        stats.delivered += int(delivered or 0)
+        stats.retried += int(retried or 0)
+        stats.dead += int(dead or 0)
+        if since:
+            stats.failing_since = min(stats.failing_since or float("inf"), float(since))
         try:
             groups = await redis.xinfo_groups(keys.events(p))
         except ResponseError:  # no stream yet

@@ -119,7 +119,7 @@ async def feed_state(redis: Redis) -> list[object]:
     return [[(p, g["name"], g["pending"], g.get("lag")) for p in range(PARTITIONS)
              for g in await redis.xinfo_groups(keys.events(p))],
             [await redis.xlen(keys.delivery_dead(p)) for p in range(PARTITIONS)],
-            await redis.hgetall(keys.DELIVERY_COUNTS)]
+            [await redis.hgetall(keys.delivery_counts(p)) for p in range(PARTITIONS)]]
 
 
 async def settled(redis: Redis, wait: float = 30.0) -> None:
