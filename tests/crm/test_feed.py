@@ -170,3 +170,16 @@ async def _until(probe: Any, done: Any, wait: float = 15.0) -> Any:
         assert time.monotonic() < deadline, f"never got there: {value}"
         await asyncio.sleep(0.1)
     return value
+
+
+async def test_a_subscription_failing_for_too_long_is_disabled_with_an_event(hub: HubFactory) -> None:
+    """`disable_after_days` here is two seconds; every attempt answers 500."""
+    async with small_hub(hub, crm__retry_schedule_seconds=[0] + [0.5] * 20, crm__disable_after_days=2 / 86400) \
+            as client, receiving(Receiver(new_secret(), status=500)) as failing, \
+            receiving(Receiver(new_secret())) as watcher:
+        sub = await subscribe(client, failing)
+        await subscribe(client, watcher, ["omnihub.webhook.disabled"])
+        await Customer(client, "telegram", "710020").say("hi")
+        disabled = await watcher.until_type("omnihub.webhook.disabled", wait=15)
+        assert disabled["data"]["subscription_id"] == sub and "failing since" in disabled["data"]["reason"]
+        assert (await client.http.get(f"/api/v1/webhooks/{sub}")).json()["status"] == "disabled"
