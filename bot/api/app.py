@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from bot import console
 from bot.api import agents, contact_commands, contacts, conversations, dead_letters, merges, subscriptions, webhooks
 from bot.api.guard import ApiGate, JsonErrors
-from bot.api.metrics import CONTENT_TYPE_LATEST, REGISTRY, STREAM_DEPTH, generate_latest
+from bot.api.metrics import CONTENT_TYPE_LATEST, FEED, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
 from bot.redis_server import connect
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                 with contextlib.suppress(RedisError):
                     summary = await hub.redis.xpending(stream, keys.GROUP)
                     STREAM_DEPTH.labels(stream).set(summary["pending"])
+        await FEED.refresh(hub.redis, settings.pipeline.partitions, hub.subscriptions, hub.feed.adapters)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
