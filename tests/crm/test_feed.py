@@ -126,6 +126,7 @@ async def test_410_disables_the_subscription_and_tells_the_others(hub: HubFactor
         assert disabled["data"]["subscription_id"] == sub and "410" in disabled["data"]["reason"]
         got = (await client.http.get(f"/api/v1/webhooks/{sub}")).json()
         assert got["status"] == "disabled" and "410" in got["disabled_reason"]
+        await asyncio.sleep(1.5)  # every partition's reader looks at the subscriptions once a second
         tries = len(gone.attempts)
         await Customer(client, "telegram", "710004").say("hi")
         await asyncio.sleep(1.0)
