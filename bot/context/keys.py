@@ -5,6 +5,14 @@ profile, conversation and history live in one slot and can change in one MULTI. 
 the tag of their partition (`{p3}`), so a partition's inbound stream, outbound stream, event stream and
 dedupe keys share a slot too. Identity and phone indexes are single keys of their own.
 
+The segment indexes (bot.context.indexes, bot.campaigns.segments) — tags, channels, consent,
+language, attributes, dates and conversion totals — all carry the one hash tag `{ix}`: a segment is
+evaluated by SINTERSTORE / SUNIONSTORE / SDIFFSTORE / ZINTERSTORE across them, and on Redis Cluster
+a multi-key command must stay in one slot. The price is a hot slot: every index write and every
+evaluation lands on the one master that owns `{ix}` (roughly 15 small writes per turn that changes
+the profile, and a few hundred bytes per contact there); shard by a prefix of the contact id when
+one master is not enough.
+
 | key                          | type   | what                                            |
 |------------------------------|--------|-------------------------------------------------|
 | omni:id:<channel>:<user id>  | string | channel identity -> contact id                  |
@@ -18,7 +26,15 @@ dedupe keys share a slot too. Identity and phone indexes are single keys of thei
 | omni:{cid}:j:<c|v|h|...>     | *      | the journal's copy of cid's keys at its start   |
 | omni:{cid}:applied           | hash   | journal ids already applied to cid (survivor)   |
 | omni:journals                | zset   | contacts with a journal, score = start (sweeper)|
-| omni:tag:<tag>               | set    | contact ids carrying the tag (superset index)   |
+| omni:{ix}:tag:<tag>          | set    | contact ids carrying the tag (superset index)   |
+| omni:{ix}:all                | set    | every contact with a profile (segment universe) |
+| omni:{ix}:ch:<channel>       | set    | contacts with an identity on the channel        |
+| omni:{ix}:cs:<ch>:<purpose>:<in|out> | set | contacts by consent state (bot.context.consent) |
+| omni:{ix}:lang:<language>    | set    | contacts by language (lang_set, else lang)      |
+| omni:{ix}:a:<name>=<value>   | set    | contacts by attribute value (first 100 chars)   |
+| omni:{ix}:z:<seen|created|cv:last|cv:n|cv:sum> | zset | contacts by date / conversion total |
+| omni:{ix}:tmp:<id>           | set    | a segment's evaluation, TTL (bot.campaigns.segments) |
+| omni:segments                | hash   | saved segments, name -> JSON                    |
 | omni:link:<code>             | string | link code -> "<cid>:<expiry>" or "used", TTL    |
 | omni:lt:<channel>:<user id>  | string | wrong link codes of an identity, TTL            |
 | omni:{cid}:ev                | list   | events of unfinished entries (bot.crm.outbox), TTL |
@@ -104,8 +120,38 @@ def applied(cid: str) -> str:
     return f"omni:{{{cid}}}:applied"
 
 
+INDEX = "omni:{ix}"  # the hash tag every segment index shares (see the module docstring)
+EVERYONE = f"{INDEX}:all"
+SAVED_SEGMENTS = "omni:segments"
+
+
 def tag(name: str) -> str:
-    return f"omni:tag:{name}"
+    return f"{INDEX}:tag:{name}"
+
+
+def with_channel(channel: str) -> str:
+    return f"{INDEX}:ch:{channel}"
+
+
+def with_consent(channel: str, purpose: str, state: str) -> str:
+    return f"{INDEX}:cs:{channel}:{purpose}:{state}"
+
+
+def with_language(language: str) -> str:
+    return f"{INDEX}:lang:{language}"
+
+
+def with_attribute(name: str, value: str) -> str:
+    return f"{INDEX}:a:{name}={value}"
+
+
+def ranked(score: str) -> str:
+    """A sorted set of contacts: `seen`, `created`, `cv:last`, `cv:n`, `cv:sum`."""
+    return f"{INDEX}:z:{score}"
+
+
+def segment_scratch(token: str) -> str:
+    return f"{INDEX}:tmp:{token}"
 
 
 def link_code(code: str) -> str:

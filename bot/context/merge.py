@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -160,6 +160,7 @@ class Merger:
             undo = orjson.loads(a.profile.get("undo", '{"profile": {}, "moved": []}'))
             moved = [name[2:] for name in undo["moved"] if name.startswith("t:")]
             await self._indexes(journal, undo["profile"], journal.survivor, journal.absorbed, moved)
+            await self._unmerged_segments(journal, undo)
         else:
             await self._indexes(journal, {k: v for k, v in a.profile.items() if k not in TOMBSTONE},
                                 journal.absorbed, journal.survivor, None)
@@ -184,9 +185,15 @@ class Merger:
             new_mode = result.conversation.get("mode") if result.conversation and result.replace_conversation else None
             if new_mode:  # the mode index is a superset: enter before, leave after
                 await self._index(partial(indexes.enter_mode, cid=journal.survivor, mode=new_mode, since=now))
+            # the segment indexes too: what the survivor gains before, the values it loses after
+            await self._index(partial(indexes.enter, cid=journal.survivor, found=indexes.entries(result.profile)))
             status = await self.steps.apply(journal, s, commands)
             if status == "changed":
                 continue
+            if status == "applied":
+                old = {name: s.profile.get(name) for name in indexes.replaced(result.profile)}
+                gone, _ = indexes.left(old, result.profile, ())
+                await self._index(partial(indexes.leave, cids=[journal.survivor], set_keys=gone))
             old_mode = s.conversation.get("mode")
             if status == "applied" and new_mode and old_mode and old_mode != new_mode:
                 since = s.conversation.get(indexes.MODE_SINCE)
@@ -226,10 +233,24 @@ class Merger:
             indexes.tag(pipe, new, tags)
             indexes.untag(pipe, [old], tags if untag is None else untag)
             if journal.op != "unmerge":
+                indexes.forget(pipe, [old], [profile])  # the absorbed contact, out of every segment index
                 for name in indexes.MODES:
                     indexes.leave_mode(pipe, journal.absorbed, name, None)
                 if mode and since:
                     indexes.enter_mode(pipe, journal.survivor, mode, float(since))
+
+        await self._index(stage)
+
+    async def _unmerged_segments(self, journal: Journal, undo: dict[str, Any]) -> None:
+        """Step 4 of an unmerge, for the segment indexes: the absorbed contact is back in those of its
+        profile; the survivor leaves the channels whose identities (or phone) went back with it."""
+        survivor = cast(dict[str, str], await self.redis.hgetall(keys.contact(journal.survivor)))
+        moved = {name: "" for name in undo["moved"] if name.startswith(("i:", "t:"))}
+        gone = indexes.entries({**moved, "phone": ""}).sets - indexes.entries(survivor).sets - {keys.EVERYONE}
+
+        def stage(pipe: Any) -> None:
+            indexes.enter(pipe, journal.absorbed, indexes.entries(undo["profile"]))
+            indexes.leave(pipe, [journal.survivor], gone)
 
         await self._index(stage)
 

@@ -6,7 +6,8 @@ What a contact is made of, and so what erase removes:
   undo record (which keeps that contact's original profile);
 - every index key derived from those profiles (`Identities.index_keys`) — deleted only while it
   still points at one of these ids, so a number that moved on to someone else is left alone;
-- tag index entries, mode index entries, its live link code, its identities' link-code try counters;
+- segment index entries (tags, channels, consent, language, attributes, dates: `indexes.forget`),
+  mode index entries, its live link code, its identities' link-code try counters;
 - the dedupe keys of its messages, found through `omni:{cid}:dd` (their names hold provider ids,
   not the contact's), so the work is bounded by the messages of the last dedupe TTL, never a SCAN;
 - its entries still in the partition streams (not yet trimmed, or not yet processed — those are
@@ -115,8 +116,7 @@ class Privacy:
                 if name.startswith("i:"):
                     channel, _, user_id = name[2:].partition(":")
                     pipe.delete(keys.link_tries(channel, user_id))
-                elif name.startswith("t:"):
-                    indexes.untag(pipe, owners, [name[2:]])
+        indexes.forget(pipe, owners, profiles)  # tags and every other segment index
         for mode in indexes.MODES:
             pipe.zrem(keys.by_mode(mode), *owners)
         for key in dedupes:  # one key a command: they are in the slots of their partitions

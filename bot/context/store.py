@@ -137,28 +137,33 @@ class ContextStore:
         merged away while the turn ran (see bot.context.linking, `settle`).
 
         The MULTI touches the contact's slot only; a mode change is entered in the global mode index
-        before it and left after it, and so are added and removed tags (bot.context.indexes)."""
+        before it and left after it, and so are the segment indexes the profile fields it sets and
+        drops name (bot.context.indexes); the MULTI reads the old language and attribute values it
+        replaces, whose entries are then left."""
         since = time.time()
-        added = [name[2:] for name in changes.profile if name.startswith("t:")]
-        removed = [name[2:] for name in changes.drop_profile_fields if name.startswith("t:")]
-        if changes.mode or added:
+        entered = indexes.entries(changes.profile)
+        replaced = indexes.replaced([*changes.profile, *changes.drop_profile_fields])
+        if changes.mode or entered:
             async with self.redis.pipeline(transaction=False) as before:
                 if changes.mode:
                     indexes.enter_mode(before, cid, changes.mode[1], since)
-                indexes.tag(before, cid, added)
+                indexes.enter(before, cid, entered)
                 await before.execute()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(keys.contact(cid))
-            pipe.hmget(keys.contact(cid), "merged_into", "merging_into")
+            pipe.hmget(keys.contact(cid), "merged_into", "merging_into", *replaced)
             pipe.hget(keys.conversation(cid), indexes.MODE_SINCE)
             self.stage(pipe, cid, changes, since)
-            existed, (merged_into, merging_into), old_since, *_ = await pipe.execute()
+            existed, (merged_into, merging_into, *old), old_since, *_ = await pipe.execute()
         left = changes.mode is not None and changes.mode[0] and changes.mode[0] != changes.mode[1]
-        if left or removed:
+        gone, revealed = indexes.left(dict(zip(replaced, old, strict=True)), changes.profile,
+                                      changes.drop_profile_fields)
+        if left or gone or revealed:
             async with self.redis.pipeline(transaction=False) as after:
                 if changes.mode and left:
                     indexes.leave_mode(after, cid, changes.mode[0], old_since)
-                indexes.untag(after, [cid], removed)
+                indexes.leave(after, [cid], gone)
+                indexes.enter(after, cid, indexes.Entries(revealed))
                 await after.execute()
         return bool(existed), merged_into or merging_into
 
