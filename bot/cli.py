@@ -18,6 +18,7 @@ import uvicorn
 from redis.asyncio import Redis
 
 from bot.api.http_server import server_config
+from bot.campaigns.cli import campaign
 from bot.cli_support import fail
 from bot.crm.cli import events, webhooks
 from bot.dead_letter_cli import dead
@@ -38,6 +39,7 @@ app.add_typer(agents, name="agents")
 app.add_typer(teams, name="teams")
 app.add_typer(webhooks, name="webhooks")
 app.add_typer(events, name="events")
+app.add_typer(campaign, name="campaign")
 log = logging.getLogger("omnihub")
 
 

@@ -17,6 +17,10 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from bot.campaigns.scheduler import Scheduler
+from bot.campaigns.stats import CampaignStats
+from bot.campaigns.steps import Reach
+from bot.campaigns.store import Campaigns
 from bot.context import keys
 from bot.context.identity import Identities
 from bot.context.linking import Linker
@@ -28,6 +32,7 @@ from bot.context.store import ContextStore
 from bot.crm.bitrix24 import Bitrix24Sink
 from bot.crm.feed import Feed
 from bot.crm.outbox import Emitter
+from bot.crm.sinks import Sink
 from bot.crm.subscriptions import Subscriptions
 from bot.dialogue import Engine
 from bot.dialogue.loader import load_dialogs
@@ -92,7 +97,10 @@ class Hub:
         self.desk = Desk(self.redis, self.store, self.ingest, self.agents)
         self.subscriptions = Subscriptions(self.redis, s.pipeline.partitions)
         self.emitter = Emitter(self.redis, s.pipeline.partitions)
-        adapters = [Bitrix24Sink(self.redis, self.store, s.crm.bitrix24)] if s.crm.bitrix24.active else []
+        adapters: list[Sink] = [CampaignStats(self.redis)]
+        if s.crm.bitrix24.active:
+            adapters.append(Bitrix24Sink(self.redis, self.store, s.crm.bitrix24))
+        self.campaigns = Campaigns(self.redis, s.pipeline.partitions)
         self.feed = Feed(self.redis, s.crm, self.subscriptions, self.emitter, adapters)
         self.settings = self._with_sandbox(s)
         self._build_connectors()
@@ -154,7 +162,8 @@ class Hub:
         """The provider emulators for channels in sandbox mode, to be mounted under /emulator."""
         wanted = {"telegram": "telegram", "sms": "twilio", "whatsapp": "twilio", "viber": "viber"}
         providers = {wanted[c] for c in self.connectors if c in self.sandboxed}
-        self.emulators = sandbox.create_emulators(self.public_url, sorted(providers))
+        self.emulators = sandbox.create_emulators(self.public_url, sorted(providers),
+                                                  auto_read=self.settings.sandbox_auto_read)
         return self.emulators
 
     async def start(self) -> None:
@@ -228,8 +237,12 @@ class Hub:
         deep_links = {c: k.deep_link for c, k in self.connectors.items() if isinstance(k, DeepLinks)}
         linker = Linker(self.store, self.identities, self.merger, LinkCodes(self.redis), self.ingest.forward,
                         self.privacy.erase, dialogs.texts, deep_links, s.context.default_language)
+        reach = Reach(enabled=frozenset(self.connectors), order=s.context.fallback_order,
+                      whatsapp_template=s.twilio.whatsapp_fallback_template is not None,
+                      default_language=s.context.default_language, per_day=s.campaigns.per_day,
+                      per_week=s.campaigns.per_week)
         worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch, s.pipeline.entry_attempts,
-                        QueueNotices(self.redis, self.teams, self.ingest).entered)
+                        QueueNotices(self.redis, self.teams, self.ingest).entered, self.campaigns, reach)
         limiter = RateLimiter(self.redis, s.pipeline.rate_limits, senders(s, self.connectors, self.sandboxed))
         sender = Sender(self.redis, self.store, self.connectors, s.pipeline.batch, s.pipeline.send_attempts,
                         s.pipeline.send_concurrency, limiter, s.twilio.whatsapp_fallback_template, s.sms_cost)
@@ -240,12 +253,14 @@ class Hub:
         worker, sender = self.partition_parts()
 
         await self.subscriptions.configure(s.crm.webhooks)
+        scheduler = Scheduler(self.redis, self.ingest, backlog=s.campaigns.backlog)
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
             async with asyncio.TaskGroup() as group:  # one fails: the others stop too, the lease is freed
                 group.create_task(worker.run(p, halt))
                 group.create_task(sender.run(p, halt))
                 group.create_task(self.feed.run(p, halt))
+                group.create_task(scheduler.run(p, halt))
 
         leases = PartitionLeases(self.redis, s.pipeline.partitions, s.pipeline.lease_seconds, run_partition)
         router = Router(self.redis, self.desk, self.agents, self.teams, s.handoff)

@@ -224,6 +224,14 @@ class CrmSettings(Section):
     bitrix24: Bitrix24Settings = Field(default_factory=Bitrix24Settings)
 
 
+class CampaignSettings(Section):
+    """Campaigns (bot.campaigns): the contact pressure budget every campaign shares, and the pace."""
+
+    per_day: int = Field(2, ge=1)  # marketing messages a contact gets at most, across campaigns and channels
+    per_week: int = Field(5, ge=1)
+    backlog: int = Field(500, ge=1)  # campaign messages waiting in a partition's bulk lane before more are released
+
+
 class Settings(Section):
     redis_url: str | None = None
     public_url: str | None = None
@@ -233,6 +241,7 @@ class Settings(Section):
     data_dir: Path = Path(".omnihub")
     dialogs_dir: Path = Path(__file__).resolve().parent.parent / "dialogs"
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    sandbox_auto_read: bool = True  # the sandbox's Viber and WhatsApp read every message at once (false: when told)
     sms_cost: dict[str, float] = Field(default_factory=lambda: {"sms": 0.05, "whatsapp": 0.005})
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()
@@ -241,6 +250,7 @@ class Settings(Section):
     context: ContextSettings = ContextSettings()
     handoff: HandoffSettings = HandoffSettings()
     crm: CrmSettings = CrmSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @field_validator("public_url")
     @classmethod

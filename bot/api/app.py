@@ -11,7 +11,17 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from bot import console
-from bot.api import agents, contact_commands, contacts, conversations, dead_letters, merges, subscriptions, webhooks
+from bot.api import (
+    agents,
+    campaigns,
+    contact_commands,
+    contacts,
+    conversations,
+    dead_letters,
+    merges,
+    subscriptions,
+    webhooks,
+)
 from bot.api.guard import ApiGate, JsonErrors
 from bot.api.metrics import CONTENT_TYPE_LATEST, FEED, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
@@ -50,6 +60,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(dead_letters.router)
     app.include_router(agents.router)
     app.include_router(subscriptions.router)
+    app.include_router(campaigns.router)
     app.include_router(sandbox_page.router)
     app.include_router(console.router)
 

@@ -37,6 +37,13 @@ one master is not enough.
 | omni:segments                | hash   | saved segments, name -> JSON                    |
 | omni:link:<code>             | string | link code -> "<cid>:<expiry>" or "used", TTL    |
 | omni:lt:<channel>:<user id>  | string | wrong link codes of an identity, TTL            |
+| omni:campaign:<id>           | string | a campaign: definition, status (bot.campaigns)  |
+| omni:campaigns               | zset   | campaign ids by creation                        |
+| omni:cmpdue:{p<n>}           | zset   | "<campaign>|<cid>|<step>|send/check" -> due time |
+| omni:cmpstat:{<campaign>}    | hash   | a campaign's counters (bot.campaigns.stats)     |
+| omni:cmpseen:{<campaign>}    | hash   | what was counted per recipient and step, once   |
+| omni:cmpttr:{<campaign>}:<ch>| zset   | "<cid>|<step>" -> seconds from send to read     |
+| omni:{cid}:cmp               | hash   | campaign id -> the contact's state in it (JSON) |
 | omni:{cid}:ev                | list   | events of unfinished entries (bot.crm.outbox), TTL |
 | omni:conv:<mode>             | zset   | contact ids by mode (superset), score = `ms`    |
 | omni:in:{p<n>}               | stream | inbound events of partition n                   |
@@ -216,6 +223,33 @@ def delivery_dead(p: int) -> str:
 
 def delivery_counts(p: int) -> str:
     return f"omni:whm:{{p{p}}}"
+
+
+CAMPAIGNS = "omni:campaigns"
+
+
+def campaign(campaign_id: str) -> str:
+    return f"omni:campaign:{campaign_id}"
+
+
+def campaign_due(p: int) -> str:
+    return f"omni:cmpdue:{{p{p}}}"
+
+
+def campaign_stats(campaign_id: str) -> str:
+    return f"omni:cmpstat:{{{campaign_id}}}"
+
+
+def campaign_seen(campaign_id: str) -> str:
+    return f"omni:cmpseen:{{{campaign_id}}}"
+
+
+def campaign_read_times(campaign_id: str, channel: str) -> str:
+    return f"omni:cmpttr:{{{campaign_id}}}:{channel}"
+
+
+def campaign_states(cid: str) -> str:
+    return f"omni:{{{cid}}}:cmp"
 
 
 def outbox(cid: str) -> str:

@@ -95,7 +95,7 @@ class Privacy:
         await self.emitter.emit_once(event)
         for owner in [*absorbed, cid]:  # the contact's own profile last: it lists what to delete
             await self.redis.delete(*contact_parts(owner), keys.applied(owner), keys.journal(owner), *copies(owner),
-                                    keys.outbox(owner))
+                                    keys.outbox(owner), keys.campaign_states(owner))
         return event.id
 
     async def _tombstones(self, profile: dict[str, str]) -> dict[str, dict[str, str]]:

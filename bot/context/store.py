@@ -50,11 +50,12 @@ for i = #entries, 1, -1 do
       changes.st, changes.err = nil, nil
     end
     for k, v in pairs(changes) do entry[k] = v end
-    redis.call('LSET', KEYS[1], i - #entries - 1, cjson.encode(entry))
-    return 1
+    local updated = cjson.encode(entry)
+    redis.call('LSET', KEYS[1], i - #entries - 1, updated)
+    return updated
   end
 end
-return 0
+return false
 """
 _RANKS = orjson.dumps(STATUS_RANK)
 
@@ -65,11 +66,13 @@ def new_id(prefix: str = "") -> str:
 
 @dataclass
 class Snapshot:
-    """A contact's profile and conversation as read at the start of a turn."""
+    """A contact's profile and conversation as read at the start of a turn, and where each campaign
+    it is in stands (campaign id -> JSON, bot.campaigns.steps)."""
 
     cid: str
     profile: dict[str, str]
     conversation: dict[str, str]
+    campaigns: dict[str, str] = field(default_factory=dict)
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -105,6 +108,7 @@ class Changes:
     consent: list[dict[str, Any]] = field(default_factory=list)  # audit rows (bot.context.consent)
     mode: tuple[str, str] | None = None  # (old, new) when the conversation changes mode
     events: list[CloudEvent] = field(default_factory=list)  # for the CRM feed, into the outbox (bot.crm.outbox)
+    campaigns: dict[str, str] = field(default_factory=dict)  # campaign id -> the contact's new state in it
 
 
 class ContextStore:
@@ -128,8 +132,9 @@ class ContextStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.contact(cid))
             pipe.hgetall(keys.conversation(cid))
-            profile, conversation = await pipe.execute()
-        return Snapshot(cid, profile, conversation)
+            pipe.hgetall(keys.campaign_states(cid))
+            profile, conversation, campaigns = await pipe.execute()
+        return Snapshot(cid, profile, conversation, campaigns)
 
     async def commit(self, cid: str, changes: Changes) -> tuple[bool, str | None]:
         """Write a turn's changes; returns whether the profile existed and its `merged_into` (or
@@ -186,14 +191,18 @@ class ContextStore:
         if changes.consent:
             pipe.rpush(keys.consent(cid), *(orjson.dumps(row) for row in changes.consent))
             pipe.ltrim(keys.consent(cid), -CONSENT_TRAIL_CAP, -1)
+        if changes.campaigns:
+            pipe.hset(keys.campaign_states(cid), mapping=changes.campaigns)
         outbox.stage(pipe, cid, changes.events, changes.conversation.get("last", ""))
 
     async def update_history(
         self, cid: str, match: tuple[str, str], changes: dict[str, Any], depth: int = 100, client: Any = None
-    ) -> bool:
-        """Set fields on the newest history entry whose `match[0]` equals `match[1]`.
+    ) -> HistoryEntry | None:
+        """Set fields on the newest history entry whose `match[0]` equals `match[1]`; the entry as it is
+        now, or None when there is none.
 
-        With a pipeline as `client` the call is only queued (and the answer comes with its results),
+        With a pipeline as `client` the call is only queued (and the answer — the entry's JSON or None —
+        comes with its results; this returns None),
         by SHA: redis-py would otherwise send SCRIPT EXISTS before the pipeline, a round trip of its
         own. Redis forgets scripts only when it restarts; then that result is a `NoScriptError`, and
         a call without a pipeline loads the script again.
@@ -202,8 +211,9 @@ class ContextStore:
         if client is not None:
             # a raw EVALSHA: redis-py's cluster pipeline blocks its `evalsha` method but routes this by its keys
             client.execute_command("EVALSHA", self._update_history.sha, 1, keys.history(cid), *args)
-            return True
-        return bool(await self._update_history(keys=[keys.history(cid)], args=args))
+            return None
+        updated = await self._update_history(keys=[keys.history(cid)], args=args)
+        return HistoryEntry.read(updated) if updated is not None else None
 
     async def history(self, cid: str, start: int = 0, limit: int = 50) -> tuple[int, list[HistoryEntry]]:
         """Entries oldest first, `start` counting from the oldest kept; returns (total, page)."""

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import httpx
+import aiohttp
 import typer
 from redis.asyncio import Redis
 
@@ -150,7 +150,7 @@ def test_ping(subscription_id: SubscriptionId) -> None:
     """POST a signed omnihub.webhook.test event to the URL now; exit 1 if the receiver did not take it."""
     async def sent(redis: Redis, settings: Settings) -> tuple[bool, str]:
         sub = await _found(_store(redis, settings), subscription_id)
-        async with httpx.AsyncClient(follow_redirects=False) as http:
+        async with aiohttp.ClientSession() as http:
             return await ping(sub, http, settings.crm.timeout_seconds)
     delivered, detail = _with_redis(sent)
     if not delivered:

@@ -310,7 +310,7 @@ async def trim(redis: Redis, p: int, sinks: set[str], retention_seconds: float) 
             continue  # a disabled or deleted subscription's group holds nothing back
         if group["pending"]:
             summary = await redis.xpending(stream, group["name"])
-            floors.append(summary["min"])
+            floors.append(summary["min"] or after(group["last-delivered-id"]))  # all acknowledged since
         elif group["last-delivered-id"] not in (None, "0-0"):
             floors.append(after(group["last-delivered-id"]))
         else:

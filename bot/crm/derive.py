@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+from bot.context.history import HistoryEntry
 from bot.context.store import Changes, Snapshot
 from bot.crm import events as ev
 from bot.crm.events import CloudEvent, ContactData, EventData, Identity
@@ -78,12 +81,44 @@ def events_of(snapshot: Snapshot, changes: Changes, cause: str, command: AnyComm
     if (score := changes.conversation.get("csat", "")).isdigit():
         found.append(ev.CsatSubmitted(conversation_id=conv_id, contact_id=cid, score=int(score),
                                       agent_id=snapshot.conversation.get("resolved_by")))
+    found += _campaign_moves(snapshot, changes)
     if isinstance(command, RecordConversion):
+        campaign_id = command.campaign_id or snapshot.profile.get("last_campaign")
+        standing = orjson.loads(snapshot.campaigns.get(campaign_id or "", "{}"))
         found.append(ev.ConversionRecorded(
             conversion_id=command.id, contact_id=cid, name=command.name, amount=command.amount,
-            currency=command.currency, campaign_id=command.campaign_id or snapshot.profile.get("last_campaign"),
-            conversation_id=conv_id or None))
+            currency=command.currency, campaign_id=campaign_id, conversation_id=conv_id or None,
+            campaign_step=standing.get("step"), campaign_channel=standing.get("channel")))
     return [CloudEvent.of(data, cid, f"{cause}/{n}") for n, data in enumerate(found)]
+
+
+def _campaign_moves(snapshot: Snapshot, changes: Changes) -> list[EventData]:
+    """From how the contact's standing in each campaign changed (bot.campaigns.steps.Standing)."""
+    found: list[EventData] = []
+    replied = any(e.direction == "in" for e in changes.history)
+    for campaign_id, raw in snapshot.campaigns.items():
+        before = orjson.loads(raw)
+        if replied and before.get("state") == "waiting":
+            found.append(ev.CampaignReplied(campaign_id=campaign_id, contact_id=snapshot.cid, step=before["step"],
+                                            channel=before.get("channel")))
+    for campaign_id, raw in changes.campaigns.items():
+        now, before = orjson.loads(raw), orjson.loads(snapshot.campaigns.get(campaign_id, "{}"))
+        if (now.get("step"), now.get("state")) == (before.get("step"), before.get("state")):
+            continue
+        common = {"campaign_id": campaign_id, "contact_id": snapshot.cid, "step": now["step"],
+                  "channel": now.get("channel")}
+        state = now["state"]
+        if state == "waiting":
+            found.append(ev.CampaignStepSent(**common, message_id=now["message_id"]))
+        elif state == "skipped":
+            found.append(ev.CampaignStepSkipped(**common, reason=now.get("why") or "skipped"))
+        elif state == "reached":
+            found.append(ev.CampaignStepReached(**common))
+        elif state == "stopped":
+            found.append(ev.CampaignStopped(**common, reason=now.get("why") or "stopped"))
+        elif state == "done":
+            found.append(ev.CampaignExhausted(**common))
+    return found
 
 
 def _updated(before: Mapping[str, str], changes: Changes) -> set[str]:
@@ -124,17 +159,18 @@ def _moves(snapshot: Snapshot, changes: Changes, conv_id: str, channel: Channel 
     return []
 
 
-def status_event(cid: str, event: InboundEvent, cause: str) -> CloudEvent | None:
-    """A provider's receipt as an event: delivered, read, or failed (sent and queued say nothing new)."""
-    pid = str(event.status_of)
+def status_event(cid: str, event: InboundEvent, cause: str, entry: HistoryEntry) -> CloudEvent | None:
+    """A provider's receipt of our message `entry` as an event: delivered, read, or failed (sent and
+    queued say nothing new)."""
+    known = {"contact_id": cid, "channel": event.channel, "provider_id": str(event.status_of),
+             "message_id": entry.id, "campaign_id": entry.campaign_id}
     data: EventData
     if event.status is DeliveryStatus.delivered:
-        data = ev.MessageDelivered(contact_id=cid, channel=event.channel, provider_id=pid)
+        data = ev.MessageDelivered(**known)
     elif event.status is DeliveryStatus.read:
-        data = ev.MessageRead(contact_id=cid, channel=event.channel, provider_id=pid)
+        data = ev.MessageRead(**known)
     elif event.status in (DeliveryStatus.failed, DeliveryStatus.undelivered):
-        data = ev.MessageFailed(contact_id=cid, channel=event.channel, status=str(event.status), error=event.error,
-                                provider_id=pid)
+        data = ev.MessageFailed(**known, status=str(event.status), error=event.error)
     else:
         return None
     return CloudEvent.of(data, cid, cause)
@@ -151,5 +187,5 @@ def outcome_event(message: OutboundMessage, outcome: Mapping[str, Any]) -> Cloud
                               sms_segments=outcome.get("seg"), cost=outcome.get("cost"))
     else:
         data = ev.MessageFailed(message_id=message.id, contact_id=message.contact_id, channel=message.channel,
-                                status=status, error=outcome.get("err"))
+                                status=status, error=outcome.get("err"), campaign_id=message.campaign_id)
     return CloudEvent.of(data, message.contact_id, message.id)

@@ -233,6 +233,8 @@ class MessageStatus(EventData):
     contact_id: str
     channel: Channel
     provider_id: str
+    message_id: str | None = None
+    campaign_id: str | None = None
 
 
 class MessageDelivered(MessageStatus):
@@ -257,6 +259,7 @@ class MessageFailed(EventData):
     status: str
     error: str | None = None
     provider_id: str | None = None
+    campaign_id: str | None = None
 
 
 class ConversionRecorded(EventData):
@@ -270,6 +273,57 @@ class ConversionRecorded(EventData):
     currency: str
     campaign_id: str | None = None
     conversation_id: str | None = None
+    campaign_step: int | None = Field(None, description="the campaign's step the contact was at")
+    campaign_channel: Channel | None = None
+
+
+class CampaignEvent(EventData):
+    """Base of a campaign's events about one recipient."""
+
+    type: ClassVar[str]
+    campaign_id: str
+    contact_id: str
+    step: int
+    channel: Channel | None = None
+
+
+class CampaignStepSent(CampaignEvent):
+    """A campaign's step went to the sender for this contact (`message_id` is its message)."""
+
+    type = "omnihub.campaign.step_sent"
+    message_id: str
+
+
+class CampaignStepSkipped(CampaignEvent):
+    """A step was not sent to this contact: no consent, no identity, the pressure budget, the end."""
+
+    type = "omnihub.campaign.step_skipped"
+    reason: str
+
+
+class CampaignStepReached(CampaignEvent):
+    """The step's message got where the step wanted it (delivered, read, a reply) in time."""
+
+    type = "omnihub.campaign.step_reached"
+
+
+class CampaignReplied(CampaignEvent):
+    """The contact wrote while the campaign's step waited on them."""
+
+    type = "omnihub.campaign.replied"
+
+
+class CampaignStopped(CampaignEvent):
+    """The campaign stopped for this contact (`reason`: replied, converted, opted_out, opted out)."""
+
+    type = "omnihub.campaign.stopped"
+    reason: str
+
+
+class CampaignExhausted(CampaignEvent):
+    """The last step did not reach the contact in time: the campaign is over for them."""
+
+    type = "omnihub.campaign.exhausted"
 
 
 class SubscriptionDisabled(EventData):
@@ -286,7 +340,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ConversationStarted, HandoffRequested, ConversationAssigned, ConversationTransferred,
         ConversationReturnedToBot, ConversationResolved, SlaBreached, QueueTimedOut, CsatSubmitted,
         MessageReceived, MessageSent, MessageDelivered, MessageRead, MessageFailed, ConversionRecorded,
-        SubscriptionDisabled,
+        CampaignStepSent, CampaignStepSkipped, CampaignStepReached, CampaignReplied, CampaignStopped,
+        CampaignExhausted, SubscriptionDisabled,
     )
 }
 

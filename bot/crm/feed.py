@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-import httpx
+import aiohttp
 from redis.asyncio import Redis
 
 from bot.crm.bitrix24 import Bitrix24Sink
@@ -41,18 +41,18 @@ class Feed:
         self.webhooks: dict[str, WebhookSink] = {}
         self.looked_at = 0.0
         self.looking = asyncio.Lock()
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> aiohttp.ClientSession:
         if self._http is None:  # made in the event loop that uses it
-            self._http = httpx.AsyncClient(timeout=self.settings.timeout_seconds, follow_redirects=False,
-                                           limits=httpx.Limits(max_connections=500, max_keepalive_connections=200))
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500, limit_per_host=0),
+                                               timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds))
         return self._http
 
     async def close(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
         for adapter in self.adapters:
             if isinstance(adapter, Bitrix24Sink):
                 await adapter.aclose()

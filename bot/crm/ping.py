@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import aiohttp
 
 from bot.crm.events import CloudEvent, EventData
 from bot.crm.sinks import Gone, Reject, Retry
@@ -21,7 +21,7 @@ class Ping(EventData):
     subscription_id: str
 
 
-async def ping(sub: Subscription, http: httpx.AsyncClient, timeout_seconds: float) -> tuple[bool, str]:
+async def ping(sub: Subscription, http: aiohttp.ClientSession, timeout_seconds: float) -> tuple[bool, str]:
     """(delivered, what happened): the receiver's answer in words."""
     event = CloudEvent.of(Ping(subscription_id=sub.id), sub.id, f"{sub.id}/{time.time()}")
     try:

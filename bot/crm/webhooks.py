@@ -6,6 +6,10 @@ Headers: `webhook-id` (the event id, the same on every retry: receivers deduplic
 `content-type: application/cloudevents+json`. The answer decides what happens next
 (`bot.crm.sinks`): 2xx delivered; 410 disables the subscription; anything else, or no answer within
 the timeout, is retried, after the `Retry-After` the receiver asked for when it gave one.
+
+aiohttp rather than httpx for this one hot path: measured against the same receiver, a delivery cost
+the hub 3.0–3.5 ms of CPU with httpx (its pool walks every connection and waiting request at each
+request's start and end) and 0.36 ms with aiohttp — 265–288 events/s became 1,775–3,059.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import hmac
 import time
 from email.utils import parsedate_to_datetime
 
-import httpx
+import aiohttp
 
 from bot.crm.events import CloudEvent
 from bot.crm.sinks import Gone, Reject, Retry
@@ -46,7 +50,7 @@ def retry_after(value: str | None) -> float | None:
 
 
 class WebhookSink:
-    def __init__(self, subscription: Subscription, http: httpx.AsyncClient, timeout: float) -> None:
+    def __init__(self, subscription: Subscription, http: aiohttp.ClientSession, timeout: float) -> None:
         self.subscription = subscription
         self.http = http
         self.timeout = timeout
@@ -68,15 +72,17 @@ class WebhookSink:
             "webhook-signature": sign(self.subscription.keys(now), event.id, now, body),
         }
         try:
-            answer = await self.http.post(self.subscription.url, content=body, headers=headers, timeout=self.timeout)
-        except httpx.TimeoutException:
+            async with self.http.post(self.subscription.url, data=body, headers=headers, allow_redirects=False,
+                                      timeout=aiohttp.ClientTimeout(total=self.timeout)) as answer:
+                status, after = answer.status, answer.headers.get("retry-after")
+        except TimeoutError:
             raise Retry(f"no answer within {self.timeout:g} s") from None
-        except httpx.InvalidURL as exc:
+        except aiohttp.InvalidURL as exc:
             raise Reject(f"the subscription's URL cannot be called: {exc}") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise Retry(f"could not reach the receiver: {exc!r}") from None
-        if answer.is_success:
+        if 200 <= status < 300:
             return
-        if answer.status_code == 410:
+        if status == 410:
             raise Gone("the receiver answered 410 Gone")
-        raise Retry(f"the receiver answered {answer.status_code}", retry_after(answer.headers.get("retry-after")))
+        raise Retry(f"the receiver answered {status}", retry_after(after))

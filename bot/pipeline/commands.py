@@ -21,6 +21,7 @@ from pydantic import Field, TypeAdapter
 
 from bot.context import consent
 from bot.context.history import HistoryEntry
+from bot.context.standings import stop_waiting
 from bot.context.store import Changes, Snapshot
 from bot.models import Button, Channel, Frozen, OutboundMessage, Purpose, Reply
 from bot.pipeline.turns import Say, TurnOutcome
@@ -109,6 +110,17 @@ class RecordConversion(Frozen):
     campaign_id: str | None = Field(default=None, max_length=100)
 
 
+class CampaignStep(Frozen):
+    """Send a campaign's step to the contact, or (`check`) judge whether the step sent got there
+    (bot.campaigns.steps; the worker applies it, it needs the campaign and the recent history)."""
+
+    kind: Literal["campaign"] = "campaign"
+    id: str
+    campaign_id: str
+    step: int = Field(ge=1, le=10)
+    check: bool = False
+
+
 class Tell(Frozen):
     """Say a dialog text to the customer (queue position, a timeout, opening hours)."""
 
@@ -118,7 +130,7 @@ class Tell(Frozen):
     variables: dict[str, str] = Field(default_factory=dict)  # `{{ conversation.<name> }}` in the text
 
 
-AnyCommand = SendText | SetMode | Assign | Note | Resolve | Tell | UpdateContact | RecordConversion
+AnyCommand = SendText | SetMode | Assign | Note | Resolve | Tell | UpdateContact | RecordConversion | CampaignStep
 Command = Annotated[AnyCommand, Field(discriminator="kind")]
 COMMAND: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 
@@ -179,7 +191,8 @@ def apply(snapshot: Snapshot, command: Command, entry_id: str, say: Say, default
             changes.conversation.update(assignee=command.agent_id, assigned_at=now)
             outcome.events.append("assigned")
         return outcome
-    holder = conversation.get("assignee")  # Resolve
+    assert isinstance(command, Resolve), f"{command.kind} is applied by the worker"
+    holder = conversation.get("assignee")
     if snapshot.mode != "assigned" or holder != command.agent_id:
         outcome.refusal = "only the agent the conversation is assigned to can resolve it"
         return outcome
@@ -216,6 +229,7 @@ def _convert(snapshot: Snapshot, command: RecordConversion, changes: Changes) ->
         "cv:sum": repr(round(float(profile.get("cv:sum", "0")) + command.amount, 2)),
         "cv:last": f"{time.time():.0f}",
     })
+    stop_waiting(snapshot, changes, "converted")
 
 
 def _with(snapshot: Snapshot, variables: dict[str, str]) -> Snapshot:

@@ -86,6 +86,10 @@ class Ingest:
         results = await self._append([(cid, f"cmd:{command.id}", command)])
         return bool(results[0])
 
+    async def commands(self, addressed: Sequence[tuple[str, Command]]) -> None:
+        """Queue many contact-addressed commands in one round trip (a campaign's due steps)."""
+        await self._append([(cid, f"cmd:{command.id}", command) for cid, command in addressed])
+
     async def applied(self, command: Command, cid: str, wait_seconds: float) -> str | None:
         """Queue the command and wait for the partition's worker: its refusal, or None once applied.
         Raises `NotYetApplied` after `wait_seconds` (the command still goes through, in order)."""

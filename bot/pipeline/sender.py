@@ -159,7 +159,7 @@ class Sender:
             pipe.execute_command("EVALSHA", self._ack_and_emit.sha, 2, *ack_keys, *ack_args)
             found, acked = await pipe.execute(raise_on_error=False)
         if isinstance(found, NoScriptError):  # Redis restarted and forgot the script: load it again
-            found = await self.store.update_history(message.contact_id, match, outcome)
+            found = await self.store.update_history(message.contact_id, match, outcome) is not None
         if isinstance(acked, NoScriptError):
             acked = await self._ack_and_emit(keys=ack_keys, args=ack_args)
         for result in (found, acked):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from bot.context.history import HistoryEntry
+from bot.context.standings import stop_waiting
 from bot.context.store import Changes, Snapshot
 from bot.dialogue.backend import DialogueBackend, DialogueRequest
 from bot.dialogue.language import reply_language
@@ -61,6 +62,9 @@ class TurnHandler:
         consent = self.keywords.apply(snapshot.profile, event, entry_id, changes, now)
         if event.kind is not EventKind.message:
             return TurnOutcome(changes)
+        if snapshot.campaigns:  # a reply, or a STOP, while a campaign waits on the contact
+            opted_out = any(row["state"] == "out" for row in changes.consent)
+            stop_waiting(snapshot, changes, "opted_out" if opted_out else "replied")
         changes.conversation.update(ch=event.channel, uid=event.user_id)
         changes.history.append(HistoryEntry.inbound(event, entry_id, now))
         if not snapshot.conversation:

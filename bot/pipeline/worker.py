@@ -29,6 +29,8 @@ import orjson
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from bot.campaigns.steps import Reach, apply_step
+from bot.campaigns.store import Campaigns
 from bot.context import keys
 from bot.context.history import Delivery
 from bot.context.linking import Linker
@@ -39,7 +41,8 @@ from bot.crm.events import CloudEvent
 from bot.handoff import live
 from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
-from bot.pipeline.commands import COMMAND, CommandRefused, UpdateContact, apply
+from bot.pipeline.commands import COMMAND, CampaignStep, CommandRefused, UpdateContact, apply
+from bot.pipeline.dispatch import lane_stream
 from bot.pipeline.streams import Entry, consume, stream_id
 from bot.pipeline.turns import TurnHandler
 from bot.redis_server import REDIS_FAILURES
@@ -70,10 +73,12 @@ class Produced:
 
     outbound: list[OutboundMessage] = field(default_factory=list)
     events: list[CloudEvent] = field(default_factory=list)
+    due: list[tuple[str, float]] = field(default_factory=list)  # campaign steps to schedule (bot.campaigns)
 
     def __iadd__(self, other: Produced) -> Produced:
         self.outbound += other.outbound
         self.events += other.events
+        self.due += other.due
         return self
 
 
@@ -87,10 +92,12 @@ class ContactResult:
 class Worker:
     def __init__(
         self, redis: Redis, store: ContextStore, turns: TurnHandler, linker: Linker, batch: int, attempts: int = 3,
-        on_queued: OnQueued | None = None,
+        on_queued: OnQueued | None = None, campaigns: Campaigns | None = None, reach: Reach | None = None,
     ) -> None:
         """`on_queued(cid, conversation id, team, entry id)`: a conversation entered the queue (to tell
-        the customer their place, bot.handoff.queue_notices)."""
+        the customer their place, bot.handoff.queue_notices). `campaigns` and `reach`: what campaign
+        steps need (bot.campaigns.steps); without them a step is refused."""
+        self.campaigns, self.reach = campaigns, reach
         self.on_queued = on_queued
         self.redis = redis
         self.store = store
@@ -121,8 +128,10 @@ class Worker:
         dead = [letter for result in results for letter in result.dead]
         async with self.redis.pipeline(transaction=True) as pipe:
             for message in (m for result in results for m in result.produced.outbound):
-                pipe.xadd(keys.outbound(p), {"m": message.model_dump_json(exclude_defaults=True)})
+                pipe.xadd(lane_stream(message, p), {"m": message.model_dump_json(exclude_defaults=True)})
             outbox.append(pipe, p, (e for result in results for e in result.produced.events))
+            if due := {member: at for result in results for member, at in result.produced.due}:
+                pipe.zadd(keys.campaign_due(p), due)
             for letter in dead:
                 dead_letters.stage(pipe, p, letter)
             if finished := done + [letter.entry_id for letter in dead]:
@@ -196,7 +205,7 @@ class Worker:
         found = await self.store.update_history(snapshot.cid, ("pid", str(event.status_of)), delivery.stored())
         if snapshot.mode != "bot":  # the console's delivered/read ticks
             await self._tell_people(snapshot, Changes(), ["status"], entry_id)
-        receipt = status_event(snapshot.cid, event, entry_id) if found else None
+        receipt = status_event(snapshot.cid, event, entry_id, found) if found else None
         return Produced(events=[receipt] if receipt else [])
 
     async def _command(self, cid: str, entry_id: str, body: str) -> Produced:
@@ -212,6 +221,8 @@ class Worker:
         if "merged_into" in snapshot.profile or not (snapshot.profile or creates):
             await self._answer(cid, command.id, "the contact was erased or merged into another")
             raise CommandRefused("the contact was erased or merged into another")
+        if isinstance(command, CampaignStep):
+            return await self._campaign_step(snapshot, command, entry_id)
         outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)
         outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
         await self.store.commit(cid, outcome.changes)
@@ -219,6 +230,16 @@ class Worker:
         if outcome.events:
             await self._tell_people(snapshot, outcome.changes, outcome.events, entry_id)
         return Produced(outcome.outbound, outcome.changes.events)
+
+    async def _campaign_step(self, snapshot: Snapshot, command: CampaignStep, entry_id: str) -> Produced:
+        campaign = await self.campaigns.cached(command.campaign_id) if self.campaigns and self.reach else None
+        if campaign is None or self.reach is None:
+            raise CommandRefused(f"no campaign {command.campaign_id!r} (or campaigns are off in this worker)")
+        history = await self.store.recent_history(snapshot.cid, 50) if command.check else []
+        outcome = apply_step(snapshot, campaign, command.step, command.check, entry_id, history, self.reach)
+        outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
+        await self.store.commit(snapshot.cid, outcome.changes)
+        return Produced(outcome.outbound, outcome.changes.events, outcome.due)
 
     async def _answer(self, cid: str, command_id: str, refusal: str | None) -> None:
         """Hand the outcome to whoever waits for it (bot.handoff.desk), for a minute."""

@@ -28,9 +28,10 @@ PROVIDERS = ("telegram", "twilio", "viber")
 
 
 def create_emulators(
-    hub_url: str, providers: Iterable[str] = PROVIDERS, status_delay: float = 0.2
+    hub_url: str, providers: Iterable[str] = PROVIDERS, status_delay: float = 0.2, auto_read: bool = True
 ) -> dict[str, Starlette]:
-    """Emulators that post their webhooks to `hub_url` (the URL the hub's signatures are checked against)."""
+    """Emulators that post their webhooks to `hub_url` (the URL the hub's signatures are checked against).
+    `auto_read=False`: Viber and WhatsApp report a message read only when told (`/_/read`)."""
     hooks = f"{hub_url.rstrip('/')}/webhooks"
     built: dict[str, Starlette] = {}
     for provider in providers:
@@ -41,11 +42,11 @@ def create_emulators(
         elif provider == "twilio":
             built[provider] = create_twilio_emulator(
                 TWILIO_SID, TWILIO_TOKEN, webhook_url=f"{hooks}/twilio", status_delay=status_delay,
-                sms_number=TWILIO_SMS_FROM, whatsapp_number=TWILIO_WHATSAPP_FROM,
+                sms_number=TWILIO_SMS_FROM, whatsapp_number=TWILIO_WHATSAPP_FROM, auto_read=auto_read,
             )
         elif provider == "viber":
             built[provider] = create_viber_emulator(VIBER_TOKEN, webhook_url=f"{hooks}/viber",
-                                                    status_delay=status_delay)
+                                                    status_delay=status_delay, auto_read=auto_read)
         else:
             raise ValueError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     return built

@@ -1,0 +1,91 @@
+"""Due campaign steps become commands on the contacts' partitions, at the pace the sender can take.
+
+Each partition's lease holder runs one `Scheduler` beside its worker, sender and feed: a due entry of
+`omni:cmpdue:{p}` (`<campaign>|<cid>|<step>|send` or `|check`, score = when) is appended to the
+contact's inbound stream as a `CampaignStep` command, then removed — only if its score is still the
+one read, since the worker may have entered it again meanwhile (a paused campaign asks again later).
+A crash between the two appends the same command again, which the append drops: its id carries the
+campaign, contact, step, kind and due time. Nothing is marked done before it is done: the worker records the
+step with the contact when it applies it, and a step found recorded is not sent again.
+
+Steps are released only while the partition's bulk lane has fewer than `backlog` messages waiting:
+the campaign then goes at the pace the rate limits let the sender go, and the inbound stream, which
+the customers' own messages share, never holds a flood of campaign steps in front of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import cast
+
+from redis.asyncio import Redis
+
+from bot.context import keys
+from bot.pipeline.commands import CampaignStep
+from bot.pipeline.ingest import Ingest
+from bot.pipeline.streams import Backoff, pause
+from bot.redis_server import REDIS_FAILURES
+
+log = logging.getLogger(__name__)
+IDLE_SECONDS = 0.25
+
+# KEYS[1] the due zset; ARGV member, score, member, score...: remove each still at the score read
+_TAKE_DUE = """
+local taken = 0
+for i = 1, #ARGV, 2 do
+  if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i])) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    taken = taken + 1
+  end
+end
+return taken
+"""
+
+
+class Scheduler:
+    def __init__(self, redis: Redis, ingest: Ingest, batch: int = 200, backlog: int = 500) -> None:
+        self.redis, self.ingest, self.batch, self.backlog = redis, ingest, batch, backlog
+        self._take = redis.register_script(_TAKE_DUE)
+
+    async def run(self, p: int, halt: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not halt.is_set():
+            moved = 0
+            try:
+                moved = await self.round(p)
+                backoff.reset()
+            except REDIS_FAILURES as exc:
+                log.warning("campaign scheduler p%s: Redis error (%s)", p, exc)
+                await pause(halt, backoff.next_delay())
+            await pause(halt, 0 if moved >= self.batch else IDLE_SECONDS)
+
+    async def round(self, p: int) -> int:
+        """Release the due steps of partition p that fit the bulk lane; returns how many."""
+        room = self.backlog - await self._waiting(p)
+        if room <= 0:
+            return 0
+        due = cast(list[tuple[str, float]], await self.redis.zrangebyscore(
+            keys.campaign_due(p), "-inf", time.time(), start=0, num=min(room, self.batch), withscores=True))
+        if not due:
+            return 0
+        commands = []
+        for member, score in due:
+            campaign_id, cid, step, kind = str(member).split("|")
+            command_id = f"cmp:{campaign_id}:{cid}:{step}:{kind}:{int(score * 1000)}"
+            commands.append((cid, CampaignStep(id=command_id, campaign_id=campaign_id, step=int(step),
+                                               check=kind == "check")))
+        await self.ingest.commands(commands)
+        await self._take(keys=[keys.campaign_due(p)], args=[x for member, score in due for x in (member, repr(score))])
+        return len(due)
+
+    async def _waiting(self, p: int) -> int:
+        """Messages of the bulk lane not yet sent (read and pending, or not read yet)."""
+        try:
+            groups = await self.redis.xinfo_groups(keys.bulk(p))
+        except REDIS_FAILURES as exc:
+            if "no such key" in str(exc).lower():
+                return 0
+            raise
+        return sum(int(g["pending"]) + int(g.get("lag") or 0) for g in groups)
