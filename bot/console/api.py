@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field, HttpUrl
 
 from bot.console.access import HANDLERS, may_see, oversees
+from bot.console.campaigns import CAMPAIGNERS
 from bot.console.canned import canned_for
 from bot.console.deps import Acting, AnyRole, Me, Parts, SignedIn
 from bot.handoff import sla
@@ -66,11 +67,12 @@ async def sla_breaches(parts: Parts) -> list[str]:
 
 @router.get("/me")
 async def whoami(me: AnyRole) -> dict[str, Any]:
-    """Who is signed in (any role: the page tells a marketer there is nothing here for them)."""
+    """Who is signed in (any role), and what the console holds for them: conversations (`handles`), the
+    Campaigns page (`campaigns`: a marketer's page goes straight there)."""
     agent = me.agent
     return {"id": agent.id, "email": agent.email, "name": agent.name, "role": agent.role,
             "teams": list(agent.teams), "handles": agent.role in HANDLERS, "oversees": oversees(agent),
-            "csrf": me.session.csrf}
+            "campaigns": agent.role in CAMPAIGNERS, "csrf": me.session.csrf}
 
 
 @router.get("/conversations")
