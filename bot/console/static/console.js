@@ -1,5 +1,5 @@
 // The agent console: the lists, one conversation, live over a WebSocket. Vanilla JS modules, no build step.
-import { CHANNEL_NAMES, api, agentName, badge, el, state } from "./dom.js";
+import { CHANNEL_NAMES, api, agentName, badge, el, signOutButton, state } from "./dom.js";
 import { renderPane } from "./conversation.js";
 
 function waited(since) {
@@ -107,15 +107,16 @@ async function start() {
   state.me = await api("/me");
   document.getElementById("who").textContent = `${state.me.name} · ${state.me.role} · ${state.me.teams.join(", ")}`;
   document.getElementById("overseer").hidden = !state.me.oversees;
-  document.getElementById("signout").addEventListener("click", async () => {
-    await fetch("/console/logout", { method: "POST", credentials: "same-origin",
-      headers: { "X-CSRF-Token": state.me.csrf } }).catch(() => {});
-    location.assign("/console/login");
-  });
+  document.getElementById("to-campaigns").hidden = !state.me.campaigns;
+  signOutButton(document.getElementById("signout"));
+  if (!state.me.handles && state.me.campaigns) {  // a marketer: campaigns are all the console holds for them
+    location.replace("/console/campaigns");
+    return;
+  }
   if (!state.me.handles) {
     document.getElementById("live").textContent = "";
     document.getElementById("pane").replaceChildren(el("p", { class: "empty" },
-      `A ${state.me.role} has no conversations to handle here: the console is for agents and supervisors.`));
+      `A ${state.me.role} has nothing to handle here: the console is for agents, supervisors and marketers.`));
     return;
   }
   document.addEventListener("keydown", keys);

@@ -47,3 +47,11 @@ export function agentName(id) {
   const agent = state.agents.find((a) => a.id === id);
   return agent ? agent.name : id;
 }
+
+export function signOutButton(button) {  // ends the session (its CSRF token proves this page asked), then the form
+  button.addEventListener("click", async () => {
+    await fetch("/console/logout", { method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": state.me.csrf } }).catch(() => {});
+    location.assign("/console/login");
+  });
+}
