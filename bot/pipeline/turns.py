@@ -26,6 +26,10 @@ from bot.rendering import match_option
 from bot.settings import HandoffRule
 
 SUPPORTED_LANGUAGES = ("en", "ru")
+# `seen:<channel>` is written again only when a minute older: a busy conversation then changes no
+# profile field, and so no segment index, on most messages (the WhatsApp window closes at most a
+# minute early, never late).
+SEEN_PRECISION_SECONDS = 60
 Say = Callable[[str, Snapshot], Reply | None]  # a dialog text by name, in the contact's language
 
 
@@ -135,8 +139,11 @@ class TurnHandler:
         if not profile:
             changes.profile["created"] = f"{now:.0f}"
         if event.kind is EventKind.message:
-            changes.profile[f"seen:{event.channel}"] = f"{now:.0f}"
-            changes.profile["pref"] = event.channel
+            seen = f"seen:{event.channel}"
+            if now - float(profile.get(seen) or 0) >= SEEN_PRECISION_SECONDS:
+                changes.profile[seen] = f"{now:.0f}"
+            if profile.get("pref") != event.channel:
+                changes.profile["pref"] = event.channel
         if event.user_name and not profile.get("name"):
             changes.profile["name"] = event.user_name
         if event.channel in ("whatsapp", "sms") and not profile.get("phone"):
