@@ -29,8 +29,6 @@ from dataclasses import dataclass
 
 import orjson
 
-from bot.context.history import HistoryEntry
-
 TOMBSTONE = ("merged_into", "merged_at", "undo")
 MERGING = "merging_into"  # the mark of a merge under way (bot.context.journal), never carried over
 MODE_SINCE = "ms"  # bot.context.indexes: the survivor's mode entry is re-entered with a fresh score
@@ -93,8 +91,9 @@ def plan(s: Side, a: Side, now: float, history_cap: int, consent_cap: int) -> Pl
 
 
 def by_time(lists: Sequence[Sequence[str]], cap: int) -> list[str]:
-    """Raw JSON entries of time-ordered lists, interleaved by `at`; the newest `cap` kept."""
-    return list(heapq.merge(*lists, key=lambda e: HistoryEntry.read(e).at))[-cap:]
+    """Raw JSON entries of time-ordered lists (history entries, consent rows: both have `at`),
+    interleaved by `at`; the newest `cap` kept."""
+    return list(heapq.merge(*lists, key=lambda e: float(orjson.loads(e)["at"])))[-cap:]
 
 
 def _profile(s: Side, a: Side, fold: bool, now: float) -> dict[str, str]:

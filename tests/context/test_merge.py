@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
+from bot.context.consent import consent_trail
 from bot.context.history import HistoryEntry
 from bot.context.merge import MergeError, SameContact, UnknownContact
 from bot.context.store import Changes
@@ -141,3 +142,16 @@ async def test_unmerge_gives_back_identities_phone_and_tags_and_keeps_the_histor
     assert [e["type"] for e in await events(parts.redis)] == merges
     with pytest.raises(MergeError, match="is not merged into"):
         await parts.merger.unmerge("wa", "tg")
+
+
+async def test_both_consent_trails_are_kept_in_time_order(parts: Parts) -> None:
+    """Consent rows are not history entries; a merge interleaves the two trails by their time."""
+    await two_contacts(parts)
+    rows = {"wa": [("sms", 5.0, "out"), ("whatsapp", 22.0, "in")], "tg": [("telegram", 12.0, "in")]}
+    for cid, trail in rows.items():
+        consent = [{"channel": ch, "purpose": "marketing", "state": state, "source": "api", "at": at}
+                   for ch, at, state in trail]
+        await parts.store.commit(cid, Changes(consent=consent))
+    await parts.merger.merge("wa", "tg", "test")
+    merged = await consent_trail(parts.redis, "wa")
+    assert [(r["channel"], r["at"]) for r in merged] == [("sms", 5.0), ("telegram", 12.0), ("whatsapp", 22.0)]
