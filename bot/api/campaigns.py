@@ -77,8 +77,7 @@ async def list_all(hub: HubDep, _: ApiKey, limit: Annotated[int, Query(ge=1, le=
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut)
 async def get(campaign_id: str, hub: HubDep, _: ApiKey) -> CampaignOut:
-    campaign = await _found(hub, campaign_id)
-    pending = await hub.campaigns.pending(campaign_id) if campaign.status in ("running", "paused") else None
+    campaign, pending = await hub.campaigns.settled(await _found(hub, campaign_id))
     return _out(campaign, pending)
 
 

@@ -104,6 +104,15 @@ class Campaigns:
         await self._save(changed)
         return changed
 
+    async def settled(self, campaign: Campaign) -> tuple[Campaign, int | None]:
+        """The campaign and its due steps; a running one with none left is done (marked so now)."""
+        if campaign.status not in ("running", "paused"):
+            return campaign, None
+        pending = await self.pending(campaign.id)
+        if pending == 0 and campaign.status == "running":
+            campaign = await self.set_status(campaign.id, "done")
+        return campaign, pending
+
     async def pending(self, campaign_id: str) -> int:
         """Due entries of the campaign still waiting (for progress: 0 when every recipient is settled)."""
         count = 0

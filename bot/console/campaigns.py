@@ -43,9 +43,7 @@ Steering = Annotated[SignedIn, Depends(require_acting_campaigner)]
 
 async def summary(parts: Parts, campaign: Campaign) -> dict[str, Any]:
     """One row of the list: progress is the recipients whose steps are all settled (none still due)."""
-    pending: int | None = None
-    if campaign.status in ("running", "paused"):
-        pending = await parts.hub.campaigns.pending(campaign.id)
+    campaign, pending = await parts.hub.campaigns.settled(campaign)
     progress = campaign.recipients - pending if pending is not None else (
         campaign.recipients if campaign.status == "done" else None)
     return {"id": campaign.id, "name": campaign.definition.name, "status": campaign.status,

@@ -57,7 +57,8 @@ async def test_a_service_campaign_reaches_each_customer_once_on_their_channel(hu
         await asyncio.sleep(1.5)  # the checks: nothing is sent twice
         for customer, _ in people:
             await customer.nothing_more(0.2)
-        assert (await client.http.get(f"/api/v1/campaigns/{campaign}")).json()["pending"] == 0
+        settled = (await client.http.get(f"/api/v1/campaigns/{campaign}")).json()
+        assert (settled["pending"], settled["status"]) == (0, "done")
 
 
 async def test_stop_in_the_middle_stops_that_contact_at_once(hub: HubFactory) -> None:
