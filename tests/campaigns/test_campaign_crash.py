@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +17,9 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
-from bot.redis_server import free_port
-from tests.pipeline.processes import hub_env, start
-from tests.pipeline.test_crash import PARTITIONS, ready
+from tests.pipeline.processes import split_hub
+
+PARTITIONS = 8
 
 pytestmark = pytest.mark.slow
 RECIPIENTS = 60
@@ -44,14 +43,9 @@ async def test_a_killed_worker_neither_doubles_nor_drops_a_step_and_the_rate_hol
     config = tmp_path / "omnihub.yaml"
     config.write_text(f"pipeline: {{partitions: {PARTITIONS}, lease_seconds: 1, rate_limits: {{sandbox: true, "
                       f"per_sender: {{sms: {{per_second: {RATE}, burst: {BURST}}}}}, bulk_reserve: 0}}}}\n")
-    port = free_port()
-    env = hub_env(redis_url, port, config)
-    api, victim, survivor = start("api", env), start("worker", env), start("worker", env)
-    url = f"http://127.0.0.1:{port}"
     phones = [f"+7999777{n:04d}" for n in range(RECIPIENTS)]
-    try:
-        await ready(url, [api, victim, survivor], redis)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with split_hub(redis, redis_url, config, PARTITIONS) as hub:
+        async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
             items = [{"phone": phone, "add_tags": ["crash-campaign"]} for phone in phones]
             made = await http.post("/api/v1/contacts/batch", json={"items": items})
             assert made.status_code == 200 and not [i for i in made.json()["items"] if i["error"]], made.text
@@ -60,11 +54,10 @@ async def test_a_killed_worker_neither_doubles_nor_drops_a_step_and_the_rate_hol
                 "steps": [{"channel": "sms", "text": "your parcel is on its way", "until": "sent",
                            "within": 60}]})).json()["id"]
             owners = {p: await redis.get(keys.lease(p)) for p in range(PARTITIONS)}
-            victim_id = next(o for o in owners.values() if o and o.split(":")[1] == str(victim.pid))
+            victim_id = next(o for o in owners.values() if o and o.split(":")[1] == str(hub.victim.pid))
             assert (await http.post(f"/api/v1/campaigns/{campaign}/start")).status_code == 202
             await asyncio.sleep(1.0)  # mid-campaign: at 20/s, about half has gone out
-            victim.send_signal(signal.SIGKILL)
-            assert victim.wait(5) == -signal.SIGKILL
+            await hub.kill_victim()
             doubtful = await in_flight(redis, victim_id)  # still pending: nobody took the leases yet
             deadline = time.monotonic() + 40
             while True:
@@ -84,9 +77,3 @@ async def test_a_killed_worker_neither_doubles_nor_drops_a_step_and_the_rate_hol
         times = sorted(m["at"] for m in campaign_sms)
         busiest = max(sum(1 for t in times if start_ <= t < start_ + 1.0) for start_ in times)
         assert busiest <= RATE + BURST, f"{busiest} SMS in one second; the limit is {RATE}/s, burst {BURST}"
-    finally:
-        for proc in (api, victim, survivor):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in (api, victim, survivor):
-            proc.wait(10)

@@ -9,7 +9,6 @@ answers 500 for good gets every event dead-lettered after the schedule, and a re
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import time
 from collections import defaultdict
@@ -26,8 +25,7 @@ from bot.crm.subscriptions import new_secret
 from bot.redis_server import free_port
 from bot.sandbox.client import SandboxClient
 from tests.crm.receiver import Receiver, receiving
-from tests.pipeline.processes import hub_env, log_tail, start
-from tests.pipeline.test_crash import ready
+from tests.pipeline.processes import hub_env, log_tail, split_hub, start
 
 pytestmark = pytest.mark.slow
 PARTITIONS = 8
@@ -59,14 +57,9 @@ async def test_receiver_down_and_a_worker_killed_lose_nothing_and_keep_each_cont
     config = tmp_path / "omnihub.yaml"
     config.write_text(f"pipeline: {{partitions: {PARTITIONS}, lease_seconds: 1, batch: 16}}\n"
                       f"crm: {{retry_schedule_seconds: [{', '.join(['0'] + ['0.5'] * 300)}]}}\n")
-    port = free_port()
-    env = hub_env(redis_url, port, config)
-    api, victim, survivor = start("api", env), start("worker", env), start("worker", env)
-    url = f"http://127.0.0.1:{port}"
     crm = Receiver(new_secret())
-    try:
-        await ready(url, [api, victim, survivor], redis)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with split_hub(redis, redis_url, config, PARTITIONS) as hub:
+        async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
             client = SandboxClient(http)
             made = await http.post("/api/v1/webhooks", json={"url": crm.url, "secret": crm.secret})
             assert made.status_code == 201, made.text
@@ -74,9 +67,8 @@ async def test_receiver_down_and_a_worker_killed_lose_nothing_and_keep_each_cont
                 answers = await asyncio.gather(*(client.send("telegram", u, f"{u}-{round_}") for u in USERS))
                 assert all(a["status"] == 200 for a in answers)
                 if round_ == ROUNDS // 2:
-                    victim.send_signal(signal.SIGKILL)
+                    await hub.kill_victim()
                 await asyncio.sleep(0.05)
-            assert victim.wait(5) == -signal.SIGKILL
             await settled(redis)
             async with receiving(crm):
                 expected = await emitted(redis)
@@ -94,13 +86,6 @@ async def test_receiver_down_and_a_worker_killed_lose_nothing_and_keep_each_cont
         assert set(crm.ids()) == {i for ids in expected.values() for i in ids}
         assert first_arrivals(crm) == expected
         assert len(crm.ids()) - total <= 16  # redeliveries: only what the killed worker had delivered unacked
-    finally:
-        for proc in (api, victim, survivor):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in (api, victim, survivor):
-            proc.wait(10)
-        assert survivor.returncode == 0, log_tail(survivor)
 
 
 async def doubled(redis: Redis) -> list[str]:

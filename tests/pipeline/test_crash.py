@@ -22,9 +22,8 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.context import keys
-from bot.redis_server import free_port
 from bot.sandbox.client import SandboxClient
-from tests.pipeline.processes import hub_env, log_tail, start
+from tests.pipeline.processes import split_hub
 
 pytestmark = pytest.mark.slow
 USERS = [str(500_000 + i) for i in range(16)]
@@ -32,33 +31,12 @@ ROUNDS = 30
 PARTITIONS = 8
 
 
-async def ready(url: str, procs: list[subprocess.Popen[bytes]], redis: Redis) -> None:
-    async with httpx.AsyncClient() as http:
-        deadline = time.monotonic() + 90  # three processes importing aiogram at once on two cores
-        while time.monotonic() < deadline:
-            for proc in procs:
-                assert proc.poll() is None, log_tail(proc)
-            try:
-                api_up = (await http.get(f"{url}/readyz")).status_code == 200
-            except httpx.HTTPError:
-                api_up = False
-            owners = {await redis.get(keys.lease(p)) for p in range(PARTITIONS)}
-            if api_up and None not in owners and len(owners) == 2:
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError("hub did not come up with two workers sharing the partitions")
-
-
 async def test_sigkill_worker_mid_stream(redis: Redis, redis_url: str, tmp_path: Path) -> None:
     config = tmp_path / "omnihub.yaml"
     config.write_text(f"pipeline: {{partitions: {PARTITIONS}, lease_seconds: 1, batch: 16}}\n")
-    port = free_port()
-    env = hub_env(redis_url, port, config)
-    api, victim, survivor = start("api", env), start("worker", env), start("worker", env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await ready(url, [api, victim, survivor], redis)
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with split_hub(redis, redis_url, config, PARTITIONS) as hub:
+        victim = hub.victim
+        async with httpx.AsyncClient(base_url=hub.url, timeout=30) as http:
             client = SandboxClient(http)
             await asyncio.gather(*(client.send("telegram", u, "/start") for u in USERS))
             in_doubt: set[str] = set()
@@ -83,12 +61,6 @@ async def test_sigkill_worker_mid_stream(redis: Redis, redis_url: str, tmp_path:
             assert await redis.get(keys.lease(p)) is not None
             assert (await redis.xpending(keys.inbound(p), keys.GROUP))["pending"] == 0
             assert (await redis.xpending(keys.outbound(p), keys.GROUP))["pending"] == 0
-    finally:
-        for proc in (api, victim, survivor):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in (api, victim, survivor):
-            proc.wait(10)
 
 
 async def kill_and_list_in_doubt(redis: Redis, victim: subprocess.Popen[bytes]) -> tuple[set[str], set[int]]:
