@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from bot.models import Channel, Frozen, Purpose
 
@@ -373,9 +373,15 @@ class CloudEvent(BaseModel):
                    time=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"), subject=subject,
                    data=data.model_dump(mode="json", exclude_none=True))
 
+    _raw: bytes | None = PrivateAttr(None)
+
     def body(self) -> bytes:
-        return orjson.dumps(self.model_dump())
+        """The JSON as it is in the feed (read back unchanged: every sink's delivery sends the same bytes,
+        without dumping the model again), or freshly dumped."""
+        return self._raw if self._raw is not None else orjson.dumps(self.model_dump())
 
     @classmethod
     def read(cls, raw: str | bytes) -> CloudEvent:
-        return cls.model_validate_json(raw)
+        event = cls.model_validate_json(raw)
+        event._raw = raw.encode() if isinstance(raw, str) else raw
+        return event
