@@ -118,6 +118,15 @@ class ConversionIn(BaseModel):
     campaign_id: str | None = Field(None, max_length=100, description="default: the campaign that wrote last")
 
 
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$", description="e.g. loyalty.joined")
+
+
+class Triggered(BaseModel):
+    journeys: list[str] = Field(description="the journeys this started for the contact")
+
+
 class ConversionOut(BaseModel):
     id: str
     contact_id: str

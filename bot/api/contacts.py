@@ -22,9 +22,11 @@ from bot.api.contact_models import (
     ContactUpsert,
     ConversionIn,
     ConversionOut,
+    EventIn,
     ExportOut,
     HistoryPage,
     Tag,
+    Triggered,
     contact_out,
     history_item,
 )
@@ -121,6 +123,8 @@ async def applied(hub: Hub, command: Command, cid: str) -> None:
 async def update_contact(contact_id: str, body: ContactPatch, hub: HubDep, _: ApiKey) -> ContactOut:
     await live_contact(hub, contact_id)
     await applied(hub, update_command(body), contact_id)
+    if body.add_tags:
+        await hub.campaigns.triggered(contact_id, tags=body.add_tags)
     return contact_out(await hub.store.load(contact_id))
 
 
@@ -131,6 +135,8 @@ async def upsert_contacts(body: BatchIn, hub: HubDep, _: ApiKey) -> BatchOut:
         try:
             cid, created, phone = await _target(hub, item)
             await applied(hub, update_command(item, create=created, phone=phone), cid)
+            if item.add_tags:
+                await hub.campaigns.triggered(cid, tags=item.add_tags)
         except HTTPException as exc:
             return BatchItemOut(id=item.id, error=str(exc.detail))
         return BatchItemOut(id=cid, created=created)
@@ -165,7 +171,16 @@ async def record_conversion(contact_id: str, body: ConversionIn, hub: HubDep, _:
     command = RecordConversion(id=command_id("cv", contact_id, idempotency_key), name=body.name, amount=body.amount,
                                currency=body.currency, campaign_id=body.campaign_id)
     await applied(hub, command, contact_id)
+    await hub.campaigns.triggered(contact_id, conversion=True)
     return ConversionOut(id=command.id, contact_id=contact_id)
+
+
+@router.post("/{contact_id}/events", status_code=202, response_model=Triggered)
+async def post_event(contact_id: str, body: EventIn, hub: HubDep, _: ApiKey) -> Triggered:
+    """Something the CRM knows happened to the contact (`loyalty.joined`): journeys whose trigger it
+    is start for them, once per contact."""
+    await live_contact(hub, contact_id)
+    return Triggered(journeys=await hub.campaigns.triggered(contact_id, event=body.name))
 
 
 @router.get("/{contact_id}/history", response_model=HistoryPage)

@@ -1,7 +1,8 @@
 """A campaign as a marketer writes it (YAML file, API): who, what per channel and language, the cascade.
 
 The channel strategy is a list of steps. Each recipient gets step 1 on its channel (`preferred`: the
-contact's preferred channel that may carry the purpose, `bot.pipeline.reach`); a step declares what
+contact's preferred channel that may carry the purpose, `bot.pipeline.reach`; `next`: the next
+messenger in that order that no earlier step used — never SMS); a step declares what
 counts as success (`until`: sent, delivered, read, replied) and how long to wait for it (`within`
 seconds); a recipient whose step-n message does not get there in time gets step n+1. SMS has no read
 receipts: an SMS step judged on `read` is judged on delivery. Marketing needs that channel's
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bot.campaigns.segments import Segment
 from bot.models import Button, Channel, Purpose
 
-StepChannel = Channel | Literal["preferred"]
+StepChannel = Channel | Literal["preferred", "next"]
 Until = Literal["sent", "delivered", "read", "replied"]
 StopOn = Literal["replied", "converted", "opted_out"]
 Status = Literal["draft", "running", "paused", "done", "cancelled"]
@@ -74,10 +75,29 @@ class QuietHours(Strict):
         return value
 
 
+class Trigger(Strict):
+    """A journey: the campaign starts for one contact when this happens, not for a whole audience.
+    Once per contact: a contact the journey already reached is not started again."""
+
+    event: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[\w.:-]+$",
+                              description="a CRM event: POST /api/v1/contacts/{id}/events {\"name\": …}")
+    conversion: bool = Field(False, description="the contact's conversion (an order) starts it")
+    tag: str | None = Field(None, min_length=1, max_length=100, description="the tag added to the contact")
+
+    @model_validator(mode="after")
+    def _one(self) -> Trigger:
+        if sum([self.event is not None, self.conversion, self.tag is not None]) != 1:
+            raise ValueError("a trigger is one of: event, conversion, tag")
+        return self
+
+
 class CampaignIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     purpose: Purpose = "marketing"
-    audience: Segment = Field(description='a segment (docs/segments.md), e.g. {"tags": ["vip"]}')
+    audience: Segment = Field(default_factory=Segment,
+                              description='a segment (docs/segments.md), e.g. {"tags": ["vip"]}; a journey '
+                              "starts only for the contacts of its trigger (the audience is not planned)")
+    trigger: Trigger | None = None
     steps: list[Step] = Field(min_length=1, max_length=10)
     stop_on: list[StopOn] = Field(default_factory=lambda: list(STOP_ALL))
     quiet_hours: QuietHours | None = None

@@ -143,7 +143,7 @@ class CampaignFigures(BaseModel):
 
 async def figures(redis: Redis, campaign_id: str, recipients: int) -> CampaignFigures:
     raw: dict[str, str] = await redis.hgetall(keys.campaign_stats(campaign_id))  # type: ignore[assignment]
-    found = CampaignFigures(recipients=recipients)
+    found = CampaignFigures(recipients=max(recipients, int(float(raw.get("audience", 0)))))  # a journey counts its own
     totals: dict[str, float] = {}
     for name, value in raw.items():
         parts = name.split("|")

@@ -37,7 +37,7 @@ from bot.context.history import HistoryEntry
 from bot.context.standings import Standing
 from bot.context.store import STATUS_RANK, Changes, Snapshot
 from bot.dialogue.templates import ENV
-from bot.models import Channel, OutboundMessage, Reply
+from bot.models import CHANNELS, Channel, OutboundMessage, Purpose, Reply
 from bot.pipeline.commands import CommandRefused, address
 from bot.pipeline.reach import best_channel
 
@@ -91,7 +91,7 @@ def apply_step(snapshot: Snapshot, campaign: Campaign, step: int, check: bool, e
         step += 1
     elif standing is not None and standing.step >= step:
         return outcome  # sent already: a replayed or repeated command
-    _send(outcome, snapshot, campaign, step, reach, now)
+    _send(outcome, snapshot, campaign, step, reach, now, standing.used or [] if standing else [])
     return outcome
 
 
@@ -111,16 +111,18 @@ def _reached(step: Step, standing: Standing, history: Sequence[HistoryEntry]) ->
     return rank >= wanted
 
 
-def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, reach: Reach, now: float) -> None:
+def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, reach: Reach, now: float,
+          used: list[str]) -> None:
     definition, cid = campaign.definition, snapshot.cid
     step, purpose = definition.steps[n - 1], definition.purpose
     skip = Standing(step=n, state="skipped")
     if definition.end_by and now > definition.end_by.timestamp():
         _stand(outcome, campaign, skip.model_copy(update={"why": "the campaign ended"}))
         return
-    channel = _channel(snapshot, step, purpose, reach)
+    channel = _channel(snapshot, step, purpose, reach, used)
     if channel is None:
-        refused = step.channel != "preferred" and consent.refusal(snapshot.profile, step.channel, purpose)
+        named = _named(step)
+        refused = named is not None and consent.refusal(snapshot.profile, named, purpose)
         opted_out = bool(refused) and "withdrawn" in str(refused)
         why = "opted out" if opted_out else ("no consent" if refused else "no channel reaches the contact")
         _stand(outcome, campaign, skip.model_copy(update={"state": "stopped" if opted_out else "skipped",
@@ -148,24 +150,28 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
     outcome.outbound.append(message)
     outcome.changes.history.append(HistoryEntry.outbound(message, now))
     outcome.changes.profile["last_campaign"] = campaign.id
-    _stand(outcome, campaign, Standing(step=n, state="waiting", message_id=message.id, channel=channel, sent_at=now))
+    _stand(outcome, campaign, Standing(step=n, state="waiting", message_id=message.id, channel=channel, sent_at=now,
+                                       used=[*used, channel]))
     outcome.due.append((due_member(campaign.id, cid, n, "check"), now + step.within))
 
 
-def _channel(snapshot: Snapshot, step: Step, purpose: str, reach: Reach) -> Channel | None:
-    if step.channel == "preferred":
-        return best_channel(snapshot, purpose, reach.order, reach.enabled, reach.whatsapp_template)  # type: ignore[arg-type]
-    if step.channel not in reach.enabled or not consent.allowed(snapshot.profile, step.channel, purpose):
+def _channel(snapshot: Snapshot, step: Step, purpose: Purpose, reach: Reach, used: list[str]) -> Channel | None:
+    named = _named(step)
+    if named is None:  # preferred, or the next messenger not used yet
+        skip = [*used, "sms"] if step.channel == "next" else []
+        return best_channel(snapshot, purpose, reach.order, reach.enabled, reach.whatsapp_template, skip)
+    if named not in reach.enabled or not consent.allowed(snapshot.profile, named, purpose):
         return None
     try:
-        address(snapshot, step.channel)
+        address(snapshot, named)
     except CommandRefused:
         return None
-    return step.channel
+    return named
 
 
 def _named(step: Step) -> Channel | None:
-    return None if step.channel == "preferred" else step.channel
+    """The step's channel when it names one (not `preferred` or `next`)."""
+    return next((c for c in CHANNELS if c == step.channel), None)
 
 
 def _quiet_until(quiet: QuietHours | None, snapshot: Snapshot, now: float) -> float | None:

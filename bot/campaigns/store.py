@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from redis.asyncio import Redis
 
@@ -36,6 +36,11 @@ async def audience(redis: Redis, segment: Segment) -> AsyncIterator[list[str]]:
         await redis.delete(result.key)
 
 
+async def _nobody() -> AsyncIterator[list[str]]:
+    return
+    yield []  # an async generator that yields nothing
+
+
 class CampaignError(Exception):
     """A campaign call that cannot be done now (`status`: the HTTP answer)."""
 
@@ -49,6 +54,7 @@ class Campaigns:
         self.redis = redis
         self.partitions = partitions
         self._cache: dict[str, tuple[float, Campaign | None]] = {}
+        self._journeys_cache: tuple[float, list[Campaign]] = (0.0, [])
 
     async def create(self, definition: CampaignIn) -> Campaign:
         campaign = Campaign(id="cmp" + secrets.token_hex(6), definition=definition)
@@ -79,7 +85,7 @@ class Campaigns:
             raise CampaignError(f"the campaign is {campaign.status}, not a draft")
         when = campaign.definition.start_at.timestamp() if campaign.definition.start_at else time.time()
         planned = 0
-        async for page in audience:
+        async for page in (_nobody() if campaign.definition.trigger else audience):  # a journey waits for its trigger
             by_partition: dict[int, dict[str, float]] = defaultdict(dict)
             for cid in page:
                 by_partition[keys.partition_of(cid, self.partitions)][due_member(campaign.id, cid, 1, "send")] = when
@@ -104,12 +110,42 @@ class Campaigns:
         await self._save(changed)
         return changed
 
+    async def triggered(self, cid: str, event: str | None = None, conversion: bool = False,
+                        tags: Iterable[str] = ()) -> list[str]:
+        """Start, for contact `cid`, every running journey whose trigger this is; returns their ids.
+        Once per contact and journey: a contact it was started for already is left alone."""
+        tags = set(tags)
+        started = []
+        for campaign in await self._journeys():
+            trigger = campaign.definition.trigger
+            assert trigger is not None
+            if not ((event and trigger.event == event) or (conversion and trigger.conversion)
+                    or (trigger.tag in tags)):
+                continue
+            if not await self.redis.hsetnx(keys.campaign_seen(campaign.id), f"{cid}|started", f"{time.time():.3f}"):
+                continue
+            member = due_member(campaign.id, cid, 1, "send")
+            await self.redis.zadd(keys.campaign_due(keys.partition_of(cid, self.partitions)), {member: time.time()},
+                                  nx=True)
+            await self.redis.hincrby(keys.campaign_stats(campaign.id), "audience", 1)
+            started.append(campaign.id)
+        return started
+
+    async def _journeys(self) -> list[Campaign]:
+        """The running journeys (a second old at most: triggers come with every conversion and tag)."""
+        at, found = self._journeys_cache
+        if time.monotonic() - at > CACHE_SECONDS:
+            found = [c for c in await self.all(500) if c.definition.trigger and c.status == "running"]
+            self._journeys_cache = (time.monotonic(), found)
+        return found
+
     async def settled(self, campaign: Campaign) -> tuple[Campaign, int | None]:
-        """The campaign and its due steps; a running one with none left is done (marked so now)."""
+        """The campaign and its due steps; a running one with none left is done (marked so now) —
+        not a journey, which waits for its next trigger."""
         if campaign.status not in ("running", "paused"):
             return campaign, None
         pending = await self.pending(campaign.id)
-        if pending == 0 and campaign.status == "running":
+        if pending == 0 and campaign.status == "running" and not campaign.definition.trigger:
             campaign = await self.set_status(campaign.id, "done")
         return campaign, pending
 
@@ -130,3 +166,4 @@ class Campaigns:
     async def _save(self, campaign: Campaign) -> None:
         await self.redis.set(keys.campaign(campaign.id), campaign.model_dump_json())
         self._cache.pop(campaign.id, None)
+        self._journeys_cache = (0.0, [])

@@ -27,6 +27,7 @@ class Standing(BaseModel):
     sent_at: float | None = None
     why: str | None = None
     stop_on: list[str] | None = None  # the campaign's, so a reply can stop it without reading the campaign
+    used: list[str] | None = None  # the channels its steps went out on so far (for a `next` step)
 
     @classmethod
     def of(cls, snapshot: Snapshot, campaign_id: str) -> Standing | None:

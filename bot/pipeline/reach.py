@@ -20,11 +20,12 @@ from bot.pipeline.commands import CommandRefused, address
 
 
 def best_channel(snapshot: Snapshot, purpose: Purpose, order: Sequence[Channel], enabled: Collection[str],
-                 whatsapp_template: bool) -> Channel | None:
+                 whatsapp_template: bool, exclude: Collection[str] = ()) -> Channel | None:
+    """`exclude`: channels not to use (a journey's `next` step: those tried already, and SMS)."""
     profile = snapshot.profile
     preferred = next((c for c in CHANNELS if c == preferred_channel(profile)), None)
     for channel in dict.fromkeys([*([preferred] if preferred else []), *order]):
-        if channel not in enabled or not consent.allowed(profile, channel, purpose):
+        if channel in exclude or channel not in enabled or not consent.allowed(profile, channel, purpose):
             continue
         try:
             address(snapshot, channel)
