@@ -12,6 +12,7 @@ for all.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime
 from typing import Literal
@@ -40,6 +41,8 @@ class Step(Strict):
     buttons: list[Button] = Field(default_factory=list, max_length=10)
     until: Until = "delivered"
     within: float = Field(86_400, gt=0, le=90 * 86_400, description="seconds to wait for `until`")
+    variants: dict[str, str | dict[str, str]] = Field(
+        default_factory=dict, description="A/B: the text for the recipients of each variant (`split`)")
 
     @field_validator("text")
     @classmethod
@@ -51,10 +54,11 @@ class Step(Strict):
             raise ValueError("a step's text is at most 4096 characters")
         return text
 
-    def text_for(self, language: str | None, default: str) -> str:
-        if isinstance(self.text, str):
-            return self.text
-        return self.text.get(language or default) or self.text.get(default) or next(iter(self.text.values()))
+    def text_for(self, language: str | None, default: str, variant: str | None = None) -> str:
+        text = self.variants.get(variant, self.text) if variant else self.text
+        if isinstance(text, str):
+            return text
+        return text.get(language or default) or text.get(default) or next(iter(text.values()))
 
 
 class QuietHours(Strict):
@@ -105,12 +109,31 @@ class CampaignIn(Strict):
     end_by: datetime | None = None
     cost: dict[Channel, float] = Field(default_factory=dict, description="per message part (SMS: per segment); "
                                        "default: the hub's sms_cost")
+    split: dict[str, float] = Field(default_factory=dict, description='A/B: {"A": 1, "B": 1} shares of the '
+                                    "audience; a step's `variants` give each its text")
 
     @model_validator(mode="after")
     def _window(self) -> CampaignIn:
         if self.start_at and self.end_by and self.end_by <= self.start_at:
             raise ValueError("end_by must be after start_at")
+        if self.split and (len(self.split) < 2 or any(w <= 0 for w in self.split.values())):
+            raise ValueError("a split names two or more variants with positive shares")
+        for n, step in enumerate(self.steps, 1):
+            if unknown := set(step.variants) - set(self.split):
+                raise ValueError(f"step {n} has variants {sorted(unknown)} that `split` does not name")
         return self
+
+    def variant_of(self, campaign_id: str, cid: str) -> str | None:
+        """The variant a recipient is in: always the same one, by a hash of campaign and contact."""
+        if not self.split:
+            return None
+        point = int(hashlib.sha256(f"{campaign_id}:{cid}".encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+        total, edge = sum(self.split.values()), 0.0
+        for name, share in self.split.items():
+            edge += share / total
+            if point < edge:
+                return name
+        return next(reversed(self.split))
 
 
 class Campaign(BaseModel):

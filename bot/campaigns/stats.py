@@ -12,6 +12,7 @@ read (a sorted set per channel, for the median) and whether the next step had go
 
 from __future__ import annotations
 
+import math
 import statistics
 from datetime import datetime
 from typing import Any
@@ -67,15 +68,16 @@ class CampaignStats:
         kind = event.type.removeprefix("omnihub.")
         channel = data.get("channel") or data.get("campaign_channel") or "none"
         step = data.get("step") or data.get("campaign_step") or step_of(data.get("message_id"))
+        variant = await self._variant(campaign, cid, kind, step, data.get("variant"))
         if kind == "campaign.step_sent":
-            await self._once(campaign, f"{cid}|{step}|sent", _epoch(event), channel, step, "sent")
+            await self._once(campaign, f"{cid}|{step}|sent", _epoch(event), channel, step, "sent", variant=variant)
         elif kind == "campaign.step_skipped":
             await self._once(campaign, f"{cid}|{step}|skipped", "1", channel, step, "skipped",
                              extra={f"why|{data.get('reason')}": 1})
         elif kind == "campaign.step_reached":
             await self._once(campaign, f"{cid}|{step}|reached", "1", channel, step, "reached")
         elif kind == "campaign.replied":
-            await self._once(campaign, f"{cid}|replied", "1", channel, step, "replied")
+            await self._once(campaign, f"{cid}|replied", "1", channel, step, "replied", variant=variant)
         elif kind == "campaign.stopped" and str(data.get("reason", "")).startswith("opted"):
             await self._once(campaign, f"{cid}|opted_out", "1", channel, step, "opted_out")
         elif kind == "message.sent" and data.get("cost"):
@@ -86,16 +88,30 @@ class CampaignStats:
         elif kind == "message.failed":
             await self._once(campaign, f"{cid}|{step}|failed", "1", channel, step, "failed")
         elif kind == "message.read" and await self._once(campaign, f"{cid}|{step}|read", _epoch(event), channel,
-                                                          step, "read"):
+                                                          step, "read", variant=variant):
             await self._after_read(campaign, cid, channel, step, event)
         elif kind == "conversion.recorded":
             await self._once(campaign, f"{data['conversion_id']}|converted", "1", channel, step, "converted",
-                             extra={f"{channel}|revenue": float(data.get("amount") or 0)})
+                             extra={f"{channel}|revenue": float(data.get("amount") or 0)}, variant=variant)
+
+    async def _variant(self, campaign: str, cid: str, kind: str, step: Any, named: str | None) -> str | None:
+        """A/B: the recipient's variant, counted for its first step and its conversions only."""
+        if kind == "campaign.step_sent" and named:
+            await self.redis.hset(keys.campaign_seen(campaign), f"{cid}|variant", named)
+            return named if step == 1 else None
+        if kind in ("message.read", "campaign.replied") and step != 1:
+            return None
+        if kind in ("message.read", "campaign.replied", "conversion.recorded"):
+            found = await self.redis.hget(keys.campaign_seen(campaign), f"{cid}|variant")
+            return str(found) if found else None
+        return None
 
     async def _once(self, campaign: str, guard: str, value: str, channel: str, step: Any, metric: str,
-                    amount: float = 1, extra: dict[str, float] | None = None) -> bool:
+                    amount: float = 1, extra: dict[str, float] | None = None, variant: str | None = None) -> bool:
         counters = {metric: amount, f"{channel}|{metric}": amount, f"{channel}|{step}|{metric}": amount,
                     **(extra or {})}
+        if variant:
+            counters[f"v|{variant}|{metric}"] = amount
         args: list[str | float] = [guard, value]
         for name, increment in counters.items():
             args += [name, increment]
@@ -133,8 +149,20 @@ class ChannelFigures(BaseModel):
     median_seconds_to_read: float | None = None
 
 
+class VariantFigures(BaseModel):
+    """A/B, per variant: its recipients (step 1 sent), step 1 read and replied, and conversions."""
+
+    sent: int = 0
+    read: int = 0
+    replied: int = 0
+    converted: int = 0
+
+
 class CampaignFigures(BaseModel):
     recipients: int
+    variants: dict[str, VariantFigures] = Field(default_factory=dict)
+    significance: str | None = Field(None, description="A/B: whether the best two variants' conversion "
+                                     "(else read) rates differ more than chance would make them")
     channels: dict[str, ChannelFigures] = Field(default_factory=dict)
     steps: dict[str, dict[str, ChannelFigures]] = Field(default_factory=dict, description="step -> channel ->")
     skipped_because: dict[str, int] = Field(default_factory=dict)
@@ -150,6 +178,10 @@ async def figures(redis: Redis, campaign_id: str, recipients: int) -> CampaignFi
         number = float(value)
         if parts[0] == "why":
             found.skipped_because[parts[1]] = int(number)
+        elif parts[0] == "v" and len(parts) == 3:
+            variant = found.variants.setdefault(parts[1], VariantFigures())
+            if parts[2] in VariantFigures.model_fields:
+                setattr(variant, parts[2], int(number))
         elif len(parts) == 1:
             totals[parts[0]] = number
         elif len(parts) == 2:
@@ -168,7 +200,28 @@ async def figures(redis: Redis, campaign_id: str, recipients: int) -> CampaignFi
         found.totals.revenue += figures_.revenue
     if found.totals.converted:
         found.totals.cost_per_conversion = round(found.totals.cost / found.totals.converted, 4)
+    found.significance = significance(found.variants)
     return found
+
+
+def significance(variants: dict[str, VariantFigures]) -> str | None:
+    """A two-proportion z-test between the two variants with most recipients, on conversion (or, with
+    no conversion yet, on step 1 being read), worded for a marketer."""
+    ranked = sorted(((v.sent, name, v) for name, v in variants.items() if v.sent), reverse=True)[:2]
+    if len(ranked) < 2:
+        return None
+    (n1, a, fa), (n2, b, fb) = ranked
+    metric = "converted" if fa.converted + fb.converted else "read"
+    x1, x2 = getattr(fa, metric), getattr(fb, metric)
+    pooled = (x1 + x2) / (n1 + n2)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return f"{a} and {b}: no difference in {metric} yet ({x1}/{n1} vs {x2}/{n2})"
+    z = (x1 / n1 - x2 / n2) / spread
+    p = math.erfc(abs(z) / math.sqrt(2))
+    verdict = "significant at 5 %" if p < 0.05 else "not significant yet: keep collecting"
+    return (f"{metric}: {a} {100 * x1 / n1:.1f} % ({x1}/{n1}) vs {b} {100 * x2 / n2:.1f} % ({x2}/{n2}); "
+            f"z = {z:.2f}, p = {p:.3f} — {verdict}")
 
 
 def _put(target: ChannelFigures, metric: str, number: float) -> None:

@@ -91,7 +91,7 @@ def apply_step(snapshot: Snapshot, campaign: Campaign, step: int, check: bool, e
         step += 1
     elif standing is not None and standing.step >= step:
         return outcome  # sent already: a replayed or repeated command
-    _send(outcome, snapshot, campaign, step, reach, now, standing.used or [] if standing else [])
+    _send(outcome, snapshot, campaign, step, reach, now, standing)
     return outcome
 
 
@@ -112,10 +112,12 @@ def _reached(step: Step, standing: Standing, history: Sequence[HistoryEntry]) ->
 
 
 def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, reach: Reach, now: float,
-          used: list[str]) -> None:
+          before: Standing | None) -> None:
     definition, cid = campaign.definition, snapshot.cid
+    used = (before.used or []) if before else []
+    variant = before.variant if before else definition.variant_of(campaign.id, cid)
     step, purpose = definition.steps[n - 1], definition.purpose
-    skip = Standing(step=n, state="skipped")
+    skip = Standing(step=n, state="skipped", variant=variant)
     if definition.end_by and now > definition.end_by.timestamp():
         _stand(outcome, campaign, skip.model_copy(update={"why": "the campaign ended"}))
         return
@@ -140,7 +142,8 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
     _, user_id = address(snapshot, channel)
     language = snapshot.profile.get("lang_set") or snapshot.profile.get("lang")
     try:
-        text = ENV.from_string(step.text_for(language, reach.default_language)).render(contact=_contact(snapshot))
+        text = ENV.from_string(step.text_for(language, reach.default_language, variant)).render(
+            contact=_contact(snapshot))
     except TemplateError as exc:
         _stand(outcome, campaign, skip.model_copy(update={"why": f"template error: {exc}", "channel": channel}))
         return
@@ -151,7 +154,7 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
     outcome.changes.history.append(HistoryEntry.outbound(message, now))
     outcome.changes.profile["last_campaign"] = campaign.id
     _stand(outcome, campaign, Standing(step=n, state="waiting", message_id=message.id, channel=channel, sent_at=now,
-                                       used=[*used, channel]))
+                                       used=[*used, channel], variant=variant))
     outcome.due.append((due_member(campaign.id, cid, n, "check"), now + step.within))
 
 

@@ -28,6 +28,7 @@ class Standing(BaseModel):
     why: str | None = None
     stop_on: list[str] | None = None  # the campaign's, so a reply can stop it without reading the campaign
     used: list[str] | None = None  # the channels its steps went out on so far (for a `next` step)
+    variant: str | None = None  # A/B: the recipient's variant
 
     @classmethod
     def of(cls, snapshot: Snapshot, campaign_id: str) -> Standing | None:

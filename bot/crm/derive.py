@@ -109,7 +109,7 @@ def _campaign_moves(snapshot: Snapshot, changes: Changes) -> list[EventData]:
                   "channel": now.get("channel")}
         state = now["state"]
         if state == "waiting":
-            found.append(ev.CampaignStepSent(**common, message_id=now["message_id"]))
+            found.append(ev.CampaignStepSent(**common, message_id=now["message_id"], variant=now.get("variant")))
         elif state == "skipped":
             found.append(ev.CampaignStepSkipped(**common, reason=now.get("why") or "skipped"))
         elif state == "reached":

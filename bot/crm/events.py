@@ -292,6 +292,7 @@ class CampaignStepSent(CampaignEvent):
 
     type = "omnihub.campaign.step_sent"
     message_id: str
+    variant: str | None = None
 
 
 class CampaignStepSkipped(CampaignEvent):
