@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field, ValidationError
 
@@ -137,6 +139,50 @@ async def stats_csv(campaign_id: str, hub: HubDep, _: ApiKey) -> Response:
         writer.writerow([step, channel, *(getattr(f, c) if getattr(f, c) is not None else "" for c in columns)])
     return Response(out.getvalue(), media_type="text/csv",
                     headers={"content-disposition": f'attachment; filename="{campaign_id}.csv"'})
+
+
+class ChannelComparison(BaseModel):
+    campaigns: int = 0
+    sent: int = 0
+    read: int = 0
+    converted: int = 0
+    cost: float = 0.0
+    conversion_rate: float | None = None
+    cost_per_conversion: float | None = None
+    median_seconds_to_read: float | None = Field(None, description="the median of the campaigns' medians")
+
+
+class SegmentComparison(BaseModel):
+    audience: dict[str, Any]
+    channels: dict[str, ChannelComparison]
+
+
+@router.get("/campaigns-by-channel", response_model=list[SegmentComparison],
+            description="Across campaigns, per audience (segment) and channel: conversion, cost and time "
+            "to read side by side — which channel balances them for that segment.")
+async def by_channel(hub: HubDep, _: ApiKey) -> list[SegmentComparison]:
+    groups: dict[str, SegmentComparison] = {}
+    medians: dict[tuple[str, str], list[float]] = {}
+    for campaign in await hub.campaigns.all(500):
+        if campaign.status == "draft":
+            continue
+        audience = campaign.definition.audience.model_dump(exclude_defaults=True)
+        key = orjson.dumps(audience, option=orjson.OPT_SORT_KEYS).decode()
+        group = groups.setdefault(key, SegmentComparison(audience=audience, channels={}))
+        for channel, f in (await figures(hub.redis, campaign.id, campaign.recipients)).channels.items():
+            row = group.channels.setdefault(channel, ChannelComparison())
+            row.campaigns += 1
+            row.sent, row.read, row.converted = row.sent + f.sent, row.read + f.read, row.converted + f.converted
+            row.cost = round(row.cost + f.cost, 6)
+            if f.median_seconds_to_read is not None:
+                medians.setdefault((key, channel), []).append(f.median_seconds_to_read)
+    for key, group in groups.items():
+        for channel, row in group.channels.items():
+            row.conversion_rate = round(row.converted / row.sent, 4) if row.sent else None
+            row.cost_per_conversion = round(row.cost / row.converted, 4) if row.converted else None
+            if found := medians.get((key, channel)):
+                row.median_seconds_to_read = statistics.median(found)
+    return list(groups.values())
 
 
 @router.post("/segments/preview", response_model=PreviewOut)

@@ -59,6 +59,10 @@ async def test_a_service_campaign_reaches_each_customer_once_on_their_channel(hu
             await customer.nothing_more(0.2)
         settled = (await client.http.get(f"/api/v1/campaigns/{campaign}")).json()
         assert (settled["pending"], settled["status"]) == (0, "done")
+        [compared] = (await client.http.get("/api/v1/campaigns-by-channel")).json()
+        assert compared["audience"] == {"tags": ["notify"]}
+        assert {ch: (row["campaigns"], row["sent"]) for ch, row in compared["channels"].items()} == {
+            "telegram": (1, 2), "viber": (1, 1)}
 
 
 async def test_stop_in_the_middle_stops_that_contact_at_once(hub: HubFactory) -> None:
