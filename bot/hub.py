@@ -240,7 +240,8 @@ class Hub:
         reach = Reach(enabled=frozenset(self.connectors), order=s.context.fallback_order,
                       whatsapp_template=s.twilio.whatsapp_fallback_template is not None,
                       default_language=s.context.default_language, per_day=s.campaigns.per_day,
-                      per_week=s.campaigns.per_week)
+                      per_week=s.campaigns.per_week,
+                      numbered=frozenset(c for c, k in self.connectors.items() if not k.capabilities.native_buttons))
         worker = Worker(self.redis, self.store, turns, linker, s.pipeline.batch, s.pipeline.entry_attempts,
                         QueueNotices(self.redis, self.teams, self.ingest).entered, self.campaigns, reach)
         limiter = RateLimiter(self.redis, s.pipeline.rate_limits, senders(s, self.connectors, self.sandboxed))

@@ -11,6 +11,9 @@ entry and the message: a step is sent once, and a replayed command finds it sent
   budget (marketing messages per day / week, across campaigns) is spent; deferred to the end of the
   quiet hours in the contact's time zone; else the message goes to the sender's bulk lane and a check
   is due `within` seconds later.
+- **conversational**: a step's buttons are the dialog's: a button whose payload is `flow:<name>` (or
+  an intent) enters that flow when pressed — or, on a channel without buttons, when its number is
+  written back, as for the bot's own options.
 - **check n**: the message reached `until` (its history entry's status, or a reply after it), or the
   contact replied: done. Otherwise step n+1 is sent now, or the campaign is over for the contact.
 
@@ -56,6 +59,7 @@ class Reach:
     default_language: str
     per_day: int
     per_week: int
+    numbered: Collection[str] = ()  # channels that show buttons as numbered options (no native buttons)
 
 
 @dataclass
@@ -152,6 +156,8 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
                               campaign_id=campaign.id, author="campaign")
     outcome.outbound.append(message)
     outcome.changes.history.append(HistoryEntry.outbound(message, now))
+    if step.buttons and channel in reach.numbered:  # "2" on SMS is its second button (as for the bot's own)
+        outcome.changes.conversation["opt"] = orjson.dumps([b.model_dump() for b in step.buttons]).decode()
     outcome.changes.profile["last_campaign"] = campaign.id
     _stand(outcome, campaign, Standing(step=n, state="waiting", message_id=message.id, channel=channel, sent_at=now,
                                        used=[*used, channel], variant=variant))

@@ -149,3 +149,21 @@ async def test_bad_campaigns_are_refused_with_the_reason(hub: HubFactory) -> Non
             answer = await client.http.post("/api/v1/campaigns", json={**base, **change})
             assert answer.status_code == 422 and words in answer.text, (change, answer.text)
         assert (await client.http.get("/api/v1/campaigns/cmpnothing")).status_code == 404
+
+
+async def test_a_reply_to_a_campaigns_options_enters_the_dialog_flow_it_names(hub: HubFactory) -> None:
+    """On SMS the buttons are numbered options: "1" is the first one, and its payload starts the flow."""
+    async with small_hub(hub) as client:
+        customer, _ = await tagged(client, "sms", "+79997770001", "parcel")
+        campaign = await launch(client, {
+            "name": "parcel", "purpose": "service", "audience": {"tags": ["parcel"]},
+            "steps": [{"channel": "sms", "text": "Your parcel is late, sorry.", "until": "replied", "within": 60,
+                       "buttons": [{"title": "Where is it?", "payload": "order_status"},
+                                   {"title": "Talk to us", "payload": "human"}]}]})
+        [offer] = await customer.replies(1)
+        assert "1" in offer["text"] and "Where is it?" in offer["text"]
+        await customer.say("1")
+        [asked] = await customer.replies(1)
+        assert "order number" in asked["text"]  # the order_status flow, entered from the campaign's option
+        stats = await stats_until(client, campaign, lambda s: s["totals"]["replied"] == 1)
+        assert stats["channels"]["sms"]["replied"] == 1
