@@ -32,6 +32,8 @@ campaign = typer.Typer(help="Campaigns: run a YAML definition, watch it, read it
                        no_args_is_help=True)
 T = TypeVar("T")
 console = Console()
+if not console.is_terminal:  # piped or logged: the figures' table in full rather than 80 columns wide
+    console = Console(width=160)
 
 
 def _with_redis(action: Callable[[Redis, Settings], Awaitable[T]]) -> T:
