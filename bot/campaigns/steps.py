@@ -6,11 +6,12 @@ the one-writer rule and the feed's events like any command. Where the contact st
 campaign is a field of `omni:{cid}:cmp` (`Standing`), written in the same MULTI as the history
 entry and the message: a step is sent once, and a replayed command finds it sent.
 
-- **send n**: skipped, with the reason, when the campaign ended, the channel has no identity of the
-  contact or no consent for the purpose (an opt-out stops the contact), or the contact's pressure
-  budget (marketing messages per day / week, across campaigns) is spent; deferred to the end of the
-  quiet hours in the contact's time zone; else the message goes to the sender's bulk lane and a check
-  is due `within` seconds later.
+- **send n**: passed, with the reason, when the step's channel has no identity of the contact or no
+  consent for the purpose — the cascade goes on with step n+1 at once (an opt-out stops the contact);
+  skipped, ending the campaign for the contact, when the campaign ended, the last step cannot go, or
+  the contact's pressure budget (marketing messages per day / week, across campaigns) is spent;
+  deferred to the end of the quiet hours in the contact's time zone; else the message goes to the
+  sender's bulk lane and a check is due `within` seconds later.
 - **conversational**: a step's buttons are the dialog's: a button whose payload is `flow:<name>` (or
   an intent) enters that flow when pressed — or, on a channel without buttons, when its number is
   written back, as for the bot's own options.
@@ -37,7 +38,7 @@ from jinja2 import TemplateError
 from bot.campaigns.model import Campaign, QuietHours, Step
 from bot.context import consent
 from bot.context.history import HistoryEntry
-from bot.context.standings import Standing
+from bot.context.standings import ACTIVE, Standing
 from bot.context.store import STATUS_RANK, Changes, Snapshot
 from bot.dialogue.templates import ENV
 from bot.models import CHANNELS, Channel, OutboundMessage, Purpose, Reply
@@ -78,7 +79,7 @@ def apply_step(snapshot: Snapshot, campaign: Campaign, step: int, check: bool, e
     now = time.time() if now is None else now
     outcome = StepOutcome(Changes(conversation={"last": entry_id}))
     standing = Standing.of(snapshot, campaign.id)
-    if campaign.status == "cancelled" or (standing and standing.state != "waiting"):
+    if campaign.status == "cancelled" or (standing and standing.state not in ACTIVE):
         return outcome
     if campaign.status == "paused":  # ask again in a while; resume sends what waited
         outcome.due.append((due_member(campaign.id, snapshot.cid, step, "check" if check else "send"), now + 5))
@@ -86,7 +87,7 @@ def apply_step(snapshot: Snapshot, campaign: Campaign, step: int, check: bool, e
     if check:
         if standing is None or standing.step != step:
             return outcome  # an old check, or one for a step never sent
-        if _reached(campaign.definition.steps[step - 1], standing, history):
+        if standing.state == "waiting" and _reached(campaign.definition.steps[step - 1], standing, history):
             _stand(outcome, campaign, Standing(**{**standing.model_dump(), "state": "reached"}))
             return outcome
         if step == len(campaign.definition.steps):
@@ -131,8 +132,10 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
         refused = named is not None and consent.refusal(snapshot.profile, named, purpose)
         opted_out = bool(refused) and "withdrawn" in str(refused)
         why = "opted out" if opted_out else ("no consent" if refused else "no channel reaches the contact")
-        _stand(outcome, campaign, skip.model_copy(update={"state": "stopped" if opted_out else "skipped",
-                                                          "why": why, "channel": _named(step)}))
+        state = "stopped" if opted_out else ("passed" if n < len(definition.steps) else "skipped")
+        _stand(outcome, campaign, skip.model_copy(update={"state": state, "why": why, "channel": _named(step)}))
+        if state == "passed":  # this channel cannot reach them: the cascade's next step, now
+            outcome.due.append((due_member(campaign.id, cid, n, "check"), now))
         return
     if purpose == "marketing":
         if (later := _quiet_until(definition.quiet_hours, snapshot, now)) is not None:

@@ -14,7 +14,10 @@ from pydantic import BaseModel
 from bot.context.store import Changes, Snapshot
 from bot.models import Channel
 
-State = Literal["waiting", "reached", "stopped", "done", "skipped"]
+# waiting: step `step` went out; passed: it could not go out (no identity, no consent on its channel)
+# and the next step follows; the others end the campaign for the contact.
+State = Literal["waiting", "passed", "reached", "stopped", "done", "skipped"]
+ACTIVE = ("waiting", "passed")
 
 
 class Standing(BaseModel):
@@ -44,5 +47,5 @@ def stop_waiting(snapshot: Snapshot, changes: Changes, reason: Literal["replied"
     names it stop for this contact at once (a reply also counts as having reached a step)."""
     for campaign_id, raw in snapshot.campaigns.items():
         standing = Standing.model_validate_json(raw)
-        if standing.state == "waiting" and reason in (standing.stop_on or ()):
+        if standing.state in ACTIVE and reason in (standing.stop_on or ()):
             changes.campaigns[campaign_id] = standing.model_copy(update={"state": "stopped", "why": reason}).stored()

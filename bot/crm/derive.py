@@ -110,7 +110,7 @@ def _campaign_moves(snapshot: Snapshot, changes: Changes) -> list[EventData]:
         state = now["state"]
         if state == "waiting":
             found.append(ev.CampaignStepSent(**common, message_id=now["message_id"], variant=now.get("variant")))
-        elif state == "skipped":
+        elif state in ("skipped", "passed"):
             found.append(ev.CampaignStepSkipped(**common, reason=now.get("why") or "skipped"))
         elif state == "reached":
             found.append(ev.CampaignStepReached(**common))

@@ -16,8 +16,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
+from bot.campaigns.model import CampaignIn, Step
+from bot.campaigns.segments import Segment
+from bot.campaigns.store import audience
+from bot.context.store import new_id
 from bot.hub import Hub
 from bot.models import Channel
+from bot.pipeline.commands import UpdateContact
 from bot.rendering import sms_info
 from bot.sandbox.client import EMULATOR_OF, default_user
 
@@ -66,6 +71,31 @@ async def config(request: Request) -> JSONResponse:
         ],
         "phone": default_user("sms"),  # what Telegram's "share phone" sends: links it to the SMS customer
     })
+
+
+DEMO_TAG = "sandbox-demo"
+DEMO_TEXTS = {"ru": "Демо-кампания Omnihub: ответьте что-нибудь, и следующий канал не понадобится.",
+              "en": "An Omnihub demo campaign: reply anything, and the next channel will not be needed."}
+
+
+@router.post("/sandbox/demo-campaign")
+async def demo_campaign(request: Request) -> JSONResponse:
+    """A campaign through every pane: a cascade Telegram → Viber → WhatsApp → SMS, each step waiting
+    four seconds for a reply, to the customers of the panes (those who have written already). A step
+    whose channel a customer is not on passes to the next at once, so each pane gets its message."""
+    hub: Hub = request.app.state.hub
+    found = {await hub.identities.lookup(c, default_user(c)) for c in sandbox_channels(hub)} - {None}
+    if not found:
+        return JSONResponse({"detail": "write to the bot from a pane first: the demo goes to the panes' customers"},
+                            status_code=409)
+    for cid in sorted(c for c in found if c):
+        await hub.ingest.applied(UpdateContact(id=new_id("demo"), add_tags=(DEMO_TAG,)), cid, 5.0)
+    order: list[Channel] = ["telegram", "viber", "whatsapp", "sms"]
+    steps = [Step(channel=c, text=DEMO_TEXTS, until="replied", within=4) for c in order if c in hub.connectors]
+    made = await hub.campaigns.create(CampaignIn(name="Sandbox demo", purpose="service",
+                                                 audience=Segment(tags=[DEMO_TAG]), steps=steps))
+    started = await hub.campaigns.start(made.id, audience(hub.redis, made.definition.audience))
+    return JSONResponse({"id": started.id, "recipients": started.recipients}, status_code=202)
 
 
 @router.post("/sandbox/sms-info")

@@ -376,4 +376,18 @@ async function boot() {
   }
 }
 
+/** The demo campaign: a cascade through the panes (bot/sandbox/page.py demo_campaign). */
+function demoButton() {
+  const button = document.getElementById("demo-campaign");
+  const status = document.getElementById("demo-status");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const {ok, answer} = await postJson("/sandbox/demo-campaign", {});
+    status.textContent = ok ? `Campaign ${answer.id}: ${answer.recipients} customer(s); watch the panes.`
+      : (answer.detail || "the demo campaign could not start");
+    button.disabled = false;
+  });
+}
+
 boot();
+demoButton();
