@@ -254,7 +254,7 @@ class Hub:
         worker, sender = self.partition_parts()
 
         await self.subscriptions.configure(s.crm.webhooks)
-        scheduler = Scheduler(self.redis, self.ingest, backlog=s.campaigns.backlog)
+        scheduler = Scheduler(self.redis, self.ingest, self.campaigns, backlog=s.campaigns.backlog)
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
             async with asyncio.TaskGroup() as group:  # one fails: the others stop too, the lease is freed

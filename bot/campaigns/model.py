@@ -87,11 +87,13 @@ class Trigger(Strict):
                               description="a CRM event: POST /api/v1/contacts/{id}/events {\"name\": …}")
     conversion: bool = Field(False, description="the contact's conversion (an order) starts it")
     tag: str | None = Field(None, min_length=1, max_length=100, description="the tag added to the contact")
+    inactive_days: float | None = Field(None, gt=0, le=3650, description="no message from the contact this long")
 
     @model_validator(mode="after")
     def _one(self) -> Trigger:
-        if sum([self.event is not None, self.conversion, self.tag is not None]) != 1:
-            raise ValueError("a trigger is one of: event, conversion, tag")
+        given = [self.event is not None, self.conversion, self.tag is not None, self.inactive_days is not None]
+        if sum(given) != 1:
+            raise ValueError("a trigger is one of: event, conversion, tag, inactive_days")
         return self
 
 

@@ -22,6 +22,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
+from bot.campaigns.store import Campaigns
 from bot.context import keys
 from bot.pipeline.commands import CampaignStep
 from bot.pipeline.ingest import Ingest
@@ -30,6 +31,7 @@ from bot.redis_server import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 0.25
+SWEEP_SECONDS = 30.0
 
 # KEYS[1] the due zset; ARGV member, score, member, score...: remove each still at the score read
 _TAKE_DUE = """
@@ -45,16 +47,22 @@ return taken
 
 
 class Scheduler:
-    def __init__(self, redis: Redis, ingest: Ingest, batch: int = 200, backlog: int = 500) -> None:
-        self.redis, self.ingest, self.batch, self.backlog = redis, ingest, batch, backlog
+    def __init__(self, redis: Redis, ingest: Ingest, campaigns: Campaigns, batch: int = 200, backlog: int = 500
+                 ) -> None:
+        self.redis, self.ingest, self.campaigns, self.batch, self.backlog = redis, ingest, campaigns, batch, backlog
         self._take = redis.register_script(_TAKE_DUE)
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
+        """Partition 0's holder also starts the inactivity journeys, every `SWEEP_SECONDS`."""
         backoff = Backoff()
+        swept = 0.0
         while not halt.is_set():
             moved = 0
             try:
                 moved = await self.round(p)
+                if p == 0 and time.monotonic() - swept > SWEEP_SECONDS:
+                    swept = time.monotonic()
+                    await self.campaigns.sweep_inactive()
                 backoff.reset()
             except REDIS_FAILURES as exc:
                 log.warning("campaign scheduler p%s: Redis error (%s)", p, exc)

@@ -119,17 +119,36 @@ class Campaigns:
         for campaign in await self._journeys():
             trigger = campaign.definition.trigger
             assert trigger is not None
-            if not ((event and trigger.event == event) or (conversion and trigger.conversion)
-                    or (trigger.tag in tags)):
-                continue
-            if not await self.redis.hsetnx(keys.campaign_seen(campaign.id), f"{cid}|started", f"{time.time():.3f}"):
-                continue
-            member = due_member(campaign.id, cid, 1, "send")
-            await self.redis.zadd(keys.campaign_due(keys.partition_of(cid, self.partitions)), {member: time.time()},
-                                  nx=True)
-            await self.redis.hincrby(keys.campaign_stats(campaign.id), "audience", 1)
-            started.append(campaign.id)
+            if ((event and trigger.event == event) or (conversion and trigger.conversion) or (trigger.tag in tags)) \
+                    and await self._begin(campaign, cid):
+                started.append(campaign.id)
         return started
+
+    async def sweep_inactive(self, page: int = 1000) -> int:
+        """Start the inactivity journeys for the contacts who wrote last longer ago than their trigger
+        says (the `seen` index); once per contact. Returns how many were started."""
+        started = 0
+        for campaign in await self._journeys():
+            trigger = campaign.definition.trigger
+            if trigger is None or trigger.inactive_days is None:
+                continue
+            cut = time.time() - trigger.inactive_days * 86_400
+            offset = 0
+            while ids := await self.redis.zrangebyscore(keys.ranked("seen"), "-inf", cut, start=offset, num=page):
+                for cid in ids:
+                    started += await self._begin(campaign, str(cid))
+                offset += len(ids)
+        return started
+
+    async def _begin(self, campaign: Campaign, cid: str) -> bool:
+        """Step 1 of a journey due now for `cid`, unless it was started for them before."""
+        if not await self.redis.hsetnx(keys.campaign_seen(campaign.id), f"{cid}|started", f"{time.time():.3f}"):
+            return False
+        member = due_member(campaign.id, cid, 1, "send")
+        await self.redis.zadd(keys.campaign_due(keys.partition_of(cid, self.partitions)), {member: time.time()},
+                              nx=True)
+        await self.redis.hincrby(keys.campaign_stats(campaign.id), "audience", 1)
+        return True
 
     async def _journeys(self) -> list[Campaign]:
         """The running journeys (a second old at most: triggers come with every conversion and tag)."""

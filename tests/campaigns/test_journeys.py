@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.asyncio import Redis
+
+from bot.campaigns.store import Campaigns
 from bot.sandbox.client import SandboxClient
+from tests.campaigns.test_campaigns import tagged
 from tests.campaigns.test_cascade import CASCADE, viber_customer
 from tests.conftest import HubFactory
-from tests.pipeline.customer import Customer, small_hub
+from tests.pipeline.customer import PARTITIONS, Customer, small_hub
 
 JOURNEY: dict[str, Any] = {
     "name": "loyalty", "purpose": "marketing", "trigger": {"event": "loyalty.joined"},
@@ -20,8 +24,8 @@ JOURNEY: dict[str, Any] = {
               {"channel": "sms", "text": "your points expire soon", "until": "delivered", "within": 1}]}
 
 
-async def started(client: SandboxClient) -> str:
-    made = await client.http.post("/api/v1/campaigns", json=JOURNEY)
+async def started(client: SandboxClient, definition: dict[str, Any] = JOURNEY) -> str:
+    made = await client.http.post("/api/v1/campaigns", json=definition)
     assert made.status_code == 201, made.text
     journey = str(made.json()["id"])
     assert (await client.http.post(f"/api/v1/campaigns/{journey}/start")).status_code == 202
@@ -63,3 +67,21 @@ async def test_an_order_stops_the_journey(hub: HubFactory) -> None:
         await Customer(client, "sms", phone).nothing_more(0.3)
         stats = (await client.http.get(f"/api/v1/campaigns/{journey}/stats")).json()
     assert stats["channels"]["viber"]["converted"] == 1 and stats["channels"]["viber"]["revenue"] == 30
+
+
+async def test_an_inactivity_journey_starts_for_those_quiet_for_too_long(hub: HubFactory, redis: Redis) -> None:
+    quiet_for = 1.5  # seconds: the trigger's days, shrunk
+    async with small_hub(hub) as client:
+        journey = await started(client, {
+            **JOURNEY, "purpose": "service", "trigger": {"inactive_days": quiet_for / 86400},
+            "steps": [{"channel": "preferred", "text": "we miss you", "until": "sent", "within": 1}]})
+        quiet, _ = await tagged(client, "telegram", "761001", "anyone")
+        await asyncio.sleep(quiet_for + 0.5)
+        chatty, _ = await tagged(client, "telegram", "761002", "anyone")
+        campaigns = Campaigns(redis, PARTITIONS)
+        assert await campaigns.sweep_inactive() == 1  # what the scheduler does every half minute
+        assert await campaigns.sweep_inactive() == 0  # once per contact
+        [missed] = await quiet.replies(1)
+        assert missed["text"] == "we miss you"
+        await chatty.nothing_more(0.5)
+        assert (await client.http.get(f"/api/v1/campaigns/{journey}/stats")).json()["recipients"] == 1
