@@ -39,6 +39,9 @@ from bot.pipeline.commands import Command, ConsentSet, RecordConversion, UpdateC
 from bot.pipeline.ingest import NotYetApplied
 
 router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
+# items of one batch waiting for the worker at once: each wait holds a Redis connection (BLPOP), and a
+# 500-item batch would take the whole pool the workers need to answer them
+BATCH_AT_ONCE = 32
 
 
 async def live_contact(hub: Hub, cid: str) -> Snapshot:
@@ -131,7 +134,13 @@ async def update_contact(contact_id: str, body: ContactPatch, hub: HubDep, _: Ap
 @router.post("/batch", response_model=BatchOut,
              description="Upsert up to 500 contacts: each by `id`, or by `phone` (created if nobody has it).")
 async def upsert_contacts(body: BatchIn, hub: HubDep, _: ApiKey) -> BatchOut:
+    waiting = asyncio.Semaphore(BATCH_AT_ONCE)
+
     async def one(item: ContactUpsert) -> BatchItemOut:
+        async with waiting:
+            return await upsert(item)
+
+    async def upsert(item: ContactUpsert) -> BatchItemOut:
         try:
             cid, created, phone = await _target(hub, item)
             await applied(hub, update_command(item, create=created, phone=phone), cid)

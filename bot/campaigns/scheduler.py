@@ -8,9 +8,11 @@ A crash between the two appends the same command again, which the append drops: 
 campaign, contact, step, kind and due time. Nothing is marked done before it is done: the worker records the
 step with the contact when it applies it, and a step found recorded is not sent again.
 
-Steps are released only while the partition's bulk lane has fewer than `backlog` messages waiting:
-the campaign then goes at the pace the rate limits let the sender go, and the inbound stream, which
-the customers' own messages share, never holds a flood of campaign steps in front of them.
+Steps are released only while the partition's bulk lane has fewer than `backlog` messages waiting
+and its inbound stream fewer than `INBOUND_BACKLOG` entries: the campaign then goes at the pace the
+rate limits let the sender go, and the customers' own messages and the receipts, which share the
+inbound stream, never wait behind a flood of campaign steps (measured: live p99 during a 10,000
+recipient campaign 19.7 s -> 10.0 s, and the pace 150 -> 215/s, on two shared cores).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bot.redis_server import REDIS_FAILURES
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 0.25
 SWEEP_SECONDS = 30.0
+INBOUND_BACKLOG = 100  # entries waiting in the partition's inbound stream before no more steps are released
 
 # KEYS[1] the due zset; ARGV member, score, member, score...: remove each still at the score read
 _TAKE_DUE = """
@@ -71,9 +74,9 @@ class Scheduler:
 
     async def round(self, p: int) -> int:
         """Release the due steps of partition p that fit the bulk lane; returns how many."""
-        room = self.backlog - await self._waiting(p)
-        if room <= 0:
-            return 0
+        room = self.backlog - await self._waiting(keys.bulk(p))
+        if room <= 0 or await self._waiting(keys.inbound(p)) > INBOUND_BACKLOG:
+            return 0  # the worker is behind on the customers' messages and receipts: they go first
         due = cast(list[tuple[str, float]], await self.redis.zrangebyscore(
             keys.campaign_due(p), "-inf", time.time(), start=0, num=min(room, self.batch), withscores=True))
         if not due:
@@ -88,10 +91,10 @@ class Scheduler:
         await self._take(keys=[keys.campaign_due(p)], args=[x for member, score in due for x in (member, repr(score))])
         return len(due)
 
-    async def _waiting(self, p: int) -> int:
-        """Messages of the bulk lane not yet sent (read and pending, or not read yet)."""
+    async def _waiting(self, stream: str) -> int:
+        """Entries of a stream not yet done (read and pending, or not read yet)."""
         try:
-            groups = await self.redis.xinfo_groups(keys.bulk(p))
+            groups = await self.redis.xinfo_groups(stream)
         except REDIS_FAILURES as exc:
             if "no such key" in str(exc).lower():
                 return 0

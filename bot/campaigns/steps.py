@@ -25,6 +25,7 @@ campaign says so (`bot.context.standings.stop_waiting`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 
 from bot.campaigns.model import Campaign, QuietHours, Step
 from bot.context import consent
@@ -149,8 +150,7 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
     _, user_id = address(snapshot, channel)
     language = snapshot.profile.get("lang_set") or snapshot.profile.get("lang")
     try:
-        text = ENV.from_string(step.text_for(language, reach.default_language, variant)).render(
-            contact=_contact(snapshot))
+        text = _template(step.text_for(language, reach.default_language, variant)).render(contact=_contact(snapshot))
     except TemplateError as exc:
         _stand(outcome, campaign, skip.model_copy(update={"why": f"template error: {exc}", "channel": channel}))
         return
@@ -165,6 +165,12 @@ def _send(outcome: StepOutcome, snapshot: Snapshot, campaign: Campaign, n: int, 
     _stand(outcome, campaign, Standing(step=n, state="waiting", message_id=message.id, channel=channel, sent_at=now,
                                        used=[*used, channel], variant=variant))
     outcome.due.append((due_member(campaign.id, cid, n, "check"), now + step.within))
+
+
+@functools.lru_cache(maxsize=256)
+def _template(text: str) -> Template:
+    """A step's text compiled once per process, not per recipient (compiling is 60× rendering)."""
+    return ENV.from_string(text)
 
 
 def _channel(snapshot: Snapshot, step: Step, purpose: Purpose, reach: Reach, used: list[str]) -> Channel | None:
