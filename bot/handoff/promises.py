@@ -69,14 +69,20 @@ class Promises:
     async def _arm_reply_clocks(self, teams: dict[str, TeamSettings]) -> None:
         """Start the reply clock of assigned conversations that had a message since the last round
         (`NX`: a running clock keeps its deadline)."""
-        touched, self.wrote = self.wrote, set()
-        for cid in touched:
-            conv: dict[str, str] = await self.redis.hgetall(keys.conversation(cid))  # type: ignore[assignment]
-            team = team_for(teams, conv.get("team"), self.default_team)
-            if conv.get("mode") == "assigned" and team is not None:
-                async with self.redis.pipeline(transaction=False) as pipe:
+        touched, self.wrote = sorted(self.wrote), set()
+        if not touched:
+            return
+        async with self.redis.pipeline(transaction=False) as read:  # one round trip for them all
+            for cid in touched:
+                read.hmget(keys.conversation(cid), "mode", "team")
+            found = await read.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid, (mode, team_name) in zip(touched, found, strict=True):
+                team = team_for(teams, team_name, self.default_team)
+                if mode == "assigned" and team is not None:
                     sla.customer_wrote(pipe, cid, team)
-                    await pipe.execute()
+            if len(pipe):
+                await pipe.execute()
 
     async def broken(self, teams: dict[str, TeamSettings], now: float) -> list[Breach]:
         """The promises broken by `now`, each recorded as a `conversation.sla_breached` event; a clock

@@ -181,9 +181,11 @@ class Router:
         for agent_id in held:
             places: list[tuple[str, float]] = await self.redis.zrange(
                 keys.agent_load(agent_id), 0, -1, withscores=True)  # type: ignore[assignment]
-            for cid, since in places:
-                fields = ["id", "mode", "assignee"]
-                conv_id, mode, assignee = await self.redis.hmget(keys.conversation(str(cid)), fields)
+            async with self.redis.pipeline(transaction=False) as read:  # one round trip per agent
+                for cid, _ in places:
+                    read.hmget(keys.conversation(str(cid)), "id", "mode", "assignee")
+                found = await read.execute() if places else []
+            for (cid, since), (conv_id, mode, assignee) in zip(places, found, strict=True):
                 if mode == "assigned" and assignee == agent_id and conv_id:
                     if agent_id in gone and await self._release(str(conv_id), "agent_offline"):
                         report.released.append(str(conv_id))
