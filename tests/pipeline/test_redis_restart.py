@@ -2,7 +2,8 @@
 
 A real `omnihub run` process, Telegram through its emulator. While Redis is away webhooks are refused
 (the provider retries them) and `/readyz` says 503; once it is back every message that was accepted,
-before or after, is answered exactly once and in order, with no restart of the hub.
+before or after, is answered exactly once and in order, with no restart of the hub — and reaches
+the CRM feed's subscriber once, its delivery having waited out the outage too.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.crm.subscriptions import new_secret
 from bot.redis_server import EmbeddedRedis, free_port
 from bot.sandbox.client import SandboxClient
+from tests.crm.receiver import Receiver, receiving
 from tests.pipeline.processes import hub_env, log_tail, start
 
 pytestmark = pytest.mark.slow
@@ -49,10 +52,14 @@ async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
     port = free_port()
     hub = start("run", hub_env(redis_url, port, config))
     accepted: dict[str, list[str]] = {u: [] for u in USERS}
+    crm = Receiver(new_secret())
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http, receiving(crm):
             await until_readiness(http, 200, hub, wait=60)
             client = SandboxClient(http)
+            subscribed = await http.post("/api/v1/webhooks", json={
+                "url": crm.url, "secret": crm.secret, "events": ["omnihub.message.received"]})
+            assert subscribed.status_code == 201, subscribed.text
 
             async def say(user: str, text: str) -> None:
                 if (await client.send("telegram", user, text))["status"] == 200:
@@ -74,6 +81,12 @@ async def test_the_hub_rides_out_a_redis_restart(tmp_path: Path) -> None:
                 expected = ["echo"] + [f"echo {text}" for text in accepted[user][1:]]
                 assert len(expected) > ROUNDS // 2  # most were accepted: before, and after the restart
                 assert await replies(client, user, len(expected)) == expected, f"conversation {user}"
+            every = sorted(text for texts in accepted.values() for text in texts)
+            deadline = time.monotonic() + 30
+            while sorted(e["data"]["text"] for e in crm.events) != every:
+                assert time.monotonic() < deadline, f"{len(crm.events)} of {len(every)} events delivered"
+                await asyncio.sleep(0.1)
+            assert len(set(crm.ids())) == len(every)
         assert hub.poll() is None  # never restarted
     finally:
         hub.terminate()
