@@ -36,11 +36,6 @@ async def audience(redis: Redis, segment: Segment) -> AsyncIterator[list[str]]:
         await redis.delete(result.key)
 
 
-async def _nobody() -> AsyncIterator[list[str]]:
-    return
-    yield []  # an async generator that yields nothing
-
-
 class CampaignError(Exception):
     """A campaign call that cannot be done now (`status`: the HTTP answer)."""
 
@@ -84,19 +79,25 @@ class Campaigns:
         if campaign.status != "draft":
             raise CampaignError(f"the campaign is {campaign.status}, not a draft")
         when = campaign.definition.start_at.timestamp() if campaign.definition.start_at else time.time()
+        # a journey plans nobody: it waits for its trigger (and its audience is never evaluated)
+        planned = 0 if campaign.definition.trigger else await self._plan(campaign.id, audience, when)
+        started = campaign.model_copy(update={"status": "running", "started_at": time.time(), "recipients": planned})
+        await self._save(started)
+        return started
+
+    async def _plan(self, campaign_id: str, audience: AsyncIterator[list[str]], when: float) -> int:
+        """Every recipient's step 1 due at `when`, a page of the audience per round trip; how many."""
         planned = 0
-        async for page in (_nobody() if campaign.definition.trigger else audience):  # a journey waits for its trigger
+        async for page in audience:
             by_partition: dict[int, dict[str, float]] = defaultdict(dict)
             for cid in page:
-                by_partition[keys.partition_of(cid, self.partitions)][due_member(campaign.id, cid, 1, "send")] = when
+                by_partition[keys.partition_of(cid, self.partitions)][due_member(campaign_id, cid, 1, "send")] = when
             async with self.redis.pipeline(transaction=False) as pipe:
                 for p, members in by_partition.items():
                     pipe.zadd(keys.campaign_due(p), members, nx=True)
                 await pipe.execute()
             planned += len(page)
-        started = campaign.model_copy(update={"status": "running", "started_at": time.time(), "recipients": planned})
-        await self._save(started)
-        return started
+        return planned
 
     async def set_status(self, campaign_id: str, status: Status) -> Campaign:
         campaign = await self._found(campaign_id)

@@ -114,11 +114,10 @@ class Subscriptions:
         secret = secret or new_secret()
         check_secret(secret)
         try:
-            Subscription.model_validate({"id": "-", "url": url, "secret": secret, "created_at": 0})
+            sub = Subscription(id=subscription_id or "wh_" + secrets.token_hex(8), url=url, secret=secret,
+                               events=check_types(events), created_at=time.time(), description=description)
         except ValidationError as exc:
             raise BadSubscription(exc.errors()[0]["msg"]) from None
-        sub = Subscription(id=subscription_id or "wh_" + secrets.token_hex(8), url=url, secret=secret,
-                           events=check_types(events), created_at=time.time(), description=description)
         await self._start_groups(sub)
         await self._save(sub)
         return sub
