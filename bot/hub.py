@@ -34,7 +34,6 @@ from bot.crm.feed import Feed
 from bot.crm.outbox import Emitter
 from bot.crm.sinks import Sink
 from bot.crm.subscriptions import Subscriptions
-from bot.dialogue import Engine
 from bot.dialogue.loader import load_dialogs
 from bot.handoff.agents import AgentStore
 from bot.handoff.demo import ensure_demo_agent
@@ -53,6 +52,8 @@ from bot.pipeline.sender import Sender
 from bot.pipeline.streams import Backoff
 from bot.pipeline.turns import TurnHandler
 from bot.pipeline.worker import Worker
+from bot.rasa.backend import dialogue_backend
+from bot.rasa.client import RasaClient
 from bot.redis_server import REDIS_FAILURES
 from bot.sandbox import emulators as sandbox
 from bot.settings import Settings
@@ -85,6 +86,7 @@ class Hub:
         s = self.settings
         self.sandboxed = frozenset(c for c in ("telegram", "sms", "whatsapp", "viber") if s.sandbox(c))
         self.store = ContextStore(self.redis, s.context.history_cap)
+        self.rasa = RasaClient.of(s.rasa, self.redis) if s.rasa.url else None  # what the workers' turns ask
         self.identities = Identities(self.redis, self.store, s.context.default_region)
         self.ingest = Ingest(self.redis, self.identities, s.pipeline.partitions, s.pipeline.dedupe_ttl_seconds)
         self.merger = Merger(self.redis, self.identities, s.context.history_cap, s.pipeline.dedupe_ttl_seconds,
@@ -228,10 +230,10 @@ class Hub:
         """The worker and the sender that work a partition, built from the settings (once per process)."""
         s = self.settings
         dialogs = load_dialogs(s.dialogs_dir)
-        engine = Engine(dialogs)
+        backend = dialogue_backend(s.rasa, dialogs, self.rasa)
         keywords = ConsentKeywords(s.context.stop_revokes_all_marketing, s.context.consent_texts,
                                    s.context.default_language)
-        turns = TurnHandler(engine, {c: k.capabilities for c, k in self.connectors.items()},
+        turns = TurnHandler(backend, {c: k.capabilities for c, k in self.connectors.items()},
                             s.context.default_language, keywords, Notices(dialogs.texts, s.context.default_language),
                             s.handoff.rules, s.handoff.default_team)
         deep_links = {c: k.deep_link for c, k in self.connectors.items() if isinstance(k, DeepLinks)}
@@ -299,9 +301,11 @@ class Hub:
         if unowned:
             problems.append(f"no worker holds partitions {unowned}")
         channels = {name: self.channel_state.get(name, "starting") for name in self.connectors}
-        status = "unavailable" if problems else "ready" if all(v == "live" for v in channels.values()) else "degraded"
+        rasa = {} if self.rasa is None else {"rasa": self.rasa.state()}
+        live = all(v == "live" for v in channels.values()) and rasa.get("rasa", "answering") == "answering"
+        status = "unavailable" if problems else "ready" if live else "degraded"
         return not problems, {"status": status, "problems": problems, "channels": channels,
-                              "sandbox": self.sandbox_channels}
+                              "sandbox": self.sandbox_channels, **rasa}
 
     async def accept(self, events: list[InboundEvent]) -> None:
         await self.ingest(events)
@@ -324,3 +328,5 @@ class Hub:
             with contextlib.suppress(Exception):
                 await connector.close()
         await self.feed.close()
+        if self.rasa is not None:
+            await self.rasa.aclose()

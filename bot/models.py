@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Channel = Literal["telegram", "whatsapp", "viber", "sms"]
 CHANNELS: tuple[Channel, ...] = ("telegram", "whatsapp", "viber", "sms")
 Purpose = Literal["service", "marketing"]
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[\w.-]{1,64}$")]  # a contact attribute's name
+AttributeValue = Annotated[str, StringConstraints(max_length=2000)]
 
 
 class Frozen(BaseModel):

@@ -55,12 +55,13 @@ class RedactingFilter(logging.Filter):
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    """Every secret the settings hold: channel tokens, webhook secrets, the admin token."""
+    """Every secret the settings hold: channel tokens, webhook secrets, the admin and Rasa tokens."""
     values = (
         settings.telegram.bot_token,
         settings.telegram.webhook_secret,
         settings.twilio.auth_token,
         settings.viber.auth_token,
         settings.admin_token,
+        settings.rasa.token,
     )
     return [value.get_secret_value() for value in values if value is not None]

@@ -232,6 +232,20 @@ class CampaignSettings(Section):
     backlog: int = Field(500, ge=1)  # campaign messages waiting in a partition's bulk lane before more are released
 
 
+class RasaSettings(Section):
+    """An optional Rasa server (bot.rasa): `dialogue` — Rasa's REST channel answers; `nlu` — Rasa's
+    `/model/parse` classifies and our dialogs answer. Unset `url`: the built-in engine alone."""
+
+    url: str | None = Field(None, pattern=r"^https?://")
+    mode: Literal["dialogue", "nlu"] = "dialogue"
+    token: SecretStr | None = None  # what Rasa's `action_endpoint: token:` sends to /rasa/webhook
+    actions_url: str | None = Field(None, pattern=r"^https?://")  # the team's own rasa-sdk server, for other actions
+    threshold: float = Field(0.6, ge=0, le=1)  # intent confidence below this is "not understood" (nlu mode)
+    parse_timeout_seconds: float = Field(1.0, gt=0, le=30)
+    dialogue_timeout_seconds: float = Field(10.0, gt=0, le=120)  # Rasa may call actions inside a turn
+    pause_seconds: float = Field(2.0, ge=0, le=300)  # after a failure, turns skip Rasa this long
+
+
 class Settings(Section):
     redis_url: str | None = None
     public_url: str | None = None
@@ -251,6 +265,7 @@ class Settings(Section):
     handoff: HandoffSettings = HandoffSettings()
     crm: CrmSettings = CrmSettings()
     campaigns: CampaignSettings = CampaignSettings()
+    rasa: RasaSettings = RasaSettings()
 
     @field_validator("public_url")
     @classmethod
@@ -293,6 +308,10 @@ ENV: dict[str, tuple[str, ...]] = {
     "VIBER_BOT_NAME": ("viber", "bot_name"),
     "VIBER_API_BASE": ("viber", "api_base"),
     "BITRIX24_WEBHOOK_URL": ("crm", "bitrix24", "webhook_url"),
+    "OMNIHUB_RASA_URL": ("rasa", "url"),
+    "OMNIHUB_RASA_MODE": ("rasa", "mode"),
+    "OMNIHUB_RASA_TOKEN": ("rasa", "token"),
+    "OMNIHUB_RASA_ACTIONS_URL": ("rasa", "actions_url"),
 }
 _ENV_OF = {path: name for name, path in ENV.items()}
 

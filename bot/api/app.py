@@ -19,11 +19,12 @@ from bot.api import (
     conversations,
     dead_letters,
     merges,
+    rasa,
     subscriptions,
     webhooks,
 )
 from bot.api.guard import ApiGate, JsonErrors
-from bot.api.metrics import CONTENT_TYPE_LATEST, FEED, REGISTRY, STREAM_DEPTH, generate_latest
+from bot.api.metrics import CONTENT_TYPE_LATEST, FEED, RASA, REGISTRY, STREAM_DEPTH, generate_latest
 from bot.context import keys
 from bot.hub import Hub
 from bot.redis_server import connect
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(subscriptions.router)
     app.include_router(campaigns.router)
+    app.include_router(rasa.router)
     app.include_router(sandbox_page.router)
     app.include_router(console.router)
 
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                     summary = await hub.redis.xpending(stream, keys.GROUP)
                     STREAM_DEPTH.labels(stream).set(summary["pending"])
         await FEED.refresh(hub.redis, settings.pipeline.partitions, hub.subscriptions, hub.feed.adapters)
+        await RASA.refresh(hub.redis)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app

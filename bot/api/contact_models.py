@@ -14,10 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from bot.context.history import HistoryEntry
 from bot.context.profiles import preferred_channel
 from bot.context.store import Snapshot
-from bot.models import Channel, Purpose
+from bot.models import AttributeName, AttributeValue, Channel, Purpose
 
 Tag = Annotated[str, StringConstraints(pattern=r"^[\w.:-]{1,64}$")]
-AttributeName = Annotated[str, StringConstraints(pattern=r"^[\w.-]{1,64}$")]
 
 
 class Identity(BaseModel):
@@ -81,7 +80,7 @@ class ContactPatch(BaseModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
     preferred_channel: Channel | None = None
-    attributes: dict[AttributeName, Annotated[str, StringConstraints(max_length=2000)] | None] = {}
+    attributes: dict[AttributeName, AttributeValue | None] = {}
     add_tags: list[Tag] = []
     remove_tags: list[Tag] = []
     consent: dict[Channel, dict[Purpose, Literal["in", "out"]]] = Field(

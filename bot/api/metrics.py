@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, gen
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.asyncio import Redis
 
+from bot.context import keys
 from bot.crm.sinks import Sink
 from bot.crm.stats import SinkStats, sink_stats
 from bot.crm.subscriptions import Subscriptions
@@ -53,7 +54,31 @@ class FeedCollector:
         yield from (delivered, retried, dead, lag, oldest)
 
 
+class RasaCollector:
+    """Turns a Rasa server did not answer, per mode and reason (bot.rasa.client), counted by every
+    worker in Redis and read at scrape time."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    async def refresh(self, redis: Redis) -> None:
+        try:
+            self.counts = {str(k): int(v) for k, v in (await redis.hgetall(keys.RASA_FALLBACKS)).items()}
+        except REDIS_FAILURES:
+            self.counts = {}
+
+    def collect(self) -> Iterator[Metric]:
+        fallbacks = CounterMetricFamily("omnihub_rasa_fallbacks", "Turns the built-in engine answered because "
+                                        "Rasa did not", labels=["mode", "reason"])
+        for field, count in sorted(self.counts.items()):
+            mode, _, reason = field.partition(":")
+            fallbacks.add_metric([mode, reason], count)
+        yield fallbacks
+
+
 FEED = FeedCollector()
 REGISTRY.register(FEED)
+RASA = RasaCollector()
+REGISTRY.register(RASA)
 
-__all__ = ["CONTENT_TYPE_LATEST", "FEED", "REGISTRY", "STREAM_DEPTH", "WEBHOOKS", "generate_latest"]
+__all__ = ["CONTENT_TYPE_LATEST", "FEED", "RASA", "REGISTRY", "STREAM_DEPTH", "WEBHOOKS", "generate_latest"]

@@ -72,6 +72,7 @@ one master is not enough.
 | omni:lease:router            | string | which process routes, TTL                       |
 | omni:session:<sha256>        | hash   | a console session (bot.console.sessions), TTL   |
 | omni:login:<sha256>          | string | failed console logins per email + address, TTL  |
+| omni:rasa:fallbacks          | hash   | "<mode>:<reason>" -> turns Rasa did not answer  |
 """
 
 from __future__ import annotations
@@ -281,3 +282,6 @@ def agent_load(agent_id: str) -> str:
 
 def agent_email(email: str) -> str:
     return f"omni:agent:email:{email.strip().lower()}"
+
+
+RASA_FALLBACKS = "omni:rasa:fallbacks"

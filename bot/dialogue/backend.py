@@ -1,6 +1,6 @@
 """The seam between the pipeline and whatever converses with the customer.
 
-The YAML `Engine` is one backend; a Rasa server will be another. The pipeline hands a backend the
+The YAML `Engine` is one backend; a Rasa server is another (bot.rasa). The pipeline hands a backend the
 turn and the conversation's state as an opaque string that only the backend reads and writes, and
 stores whatever comes back — so nothing outside a backend knows the shape of its state.
 """
@@ -25,7 +25,8 @@ class HandoffRequest:
 @dataclass(frozen=True)
 class DialogueRequest:
     """One customer turn as a backend sees it. `language` is the one to answer in (the pipeline's
-    rules decided it); `state` is what the backend returned last time for this conversation."""
+    rules decided it); `state` is what the backend returned last time for this conversation;
+    `conversation` its id, for a backend that keeps its own state by conversation (Rasa's sender)."""
 
     text: str | None
     payload: str | None
@@ -33,6 +34,7 @@ class DialogueRequest:
     channel: str
     contact: Mapping[str, Any]  # {"id", "name", "phone", "attributes": {str: str}, "tags": [str]}
     state: str | None
+    conversation: str | None = None
 
 
 @dataclass(frozen=True)

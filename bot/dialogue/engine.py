@@ -21,7 +21,7 @@ from jinja2.environment import TemplateExpression
 from bot.dialogue.actions import ActionContext, RetryLater
 from bot.dialogue.backend import DialogueAnswer, DialogueRequest, HandoffRequest
 from bot.dialogue.loader import FLOW_PAYLOAD, Dialogs, load_dialogs
-from bot.dialogue.nlu import IntentMatcher
+from bot.dialogue.nlu import IntentMatcher, Understand
 from bot.dialogue.spec import Ask, Branch, ButtonSpec, CallAction, End, Flow, Goto, Handoff, Ref, Say, SetAttributes
 from bot.dialogue.turn import DialogState, Turn, TurnResult
 from bot.models import Button, Reply
@@ -57,6 +57,8 @@ class _Run:
     handoff: str | None = None
     handoff_team: str | None = None
     intent: str | None = None
+    entities: dict[str, str] = field(default_factory=dict)  # an outside NLU's, for the flow it starts
+    prefilled: set[str] = field(default_factory=set)  # slots an entity filled: their asks are skipped
 
     def context(self) -> dict[str, Any]:
         """Template variables; attributes set earlier in this turn are already visible."""
@@ -81,8 +83,11 @@ class _Run:
 
 
 class Engine:
-    def __init__(self, dialogs: Dialogs) -> None:
+    def __init__(self, dialogs: Dialogs, understand: Understand | None = None) -> None:
+        """`understand`: an outside NLU (Rasa's `/model/parse`, bot.rasa) asked before the built-in
+        matcher, which answers whenever it has no opinion (slow, down)."""
         self._d = dialogs
+        self._understand = understand
         self._matcher = IntentMatcher(dialogs.intents.values())
         self._languages = frozenset(code for text in dialogs.texts.values() for code in text.by_language)
 
@@ -124,21 +129,21 @@ class Engine:
                 return await self._answer(waiting, payload, run)
             if payload.startswith(FLOW_PAYLOAD) and payload.removeprefix(FLOW_PAYLOAD) in self._d.flows:
                 return await self._start(self._d.flows[payload.removeprefix(FLOW_PAYLOAD)], run)
-            if payload in self._d.intents:
-                return await self._start_intent(payload, waiting, run)
+            if (named := payload.removeprefix("/").partition("{")[0]) in self._d.intents:
+                return await self._start_intent(named, waiting, run)  # `human`, or Rasa's `/human`
             if waiting is not None:
                 return await self._reply_to_ask(waiting, payload, run)
         if text is None:  # an unknown payload or nothing readable (a sticker, a photo)
             return await self._miss(waiting, run)
         if waiting is not None:
             return await self._reply_to_ask(waiting, text, run)
-        await self._start_intent(self._matcher.match(text), waiting, run)
+        await self._start_intent(await self._intent(text, run), waiting, run)
 
     async def _reply_to_ask(self, waiting: _Waiting, answer: str, run: _Run) -> None:
         value = self._validate(waiting.ask, answer)
         if value is not None:
             return await self._answer(waiting, value, run)
-        intent = self._matcher.match(answer)
+        intent = await self._intent(answer, run)
         if intent is not None and self._d.starts.get(intent, waiting.flow.name) != waiting.flow.name:
             return await self._start_intent(intent, waiting, run)  # the customer changed the subject
         await self._miss(waiting, run)
@@ -151,8 +156,16 @@ class Engine:
         await self._start(self._d.flows[flow], run)
 
     async def _start(self, flow: Flow, run: _Run) -> None:
-        run.slots, run.misses = {}, 0
+        run.slots, run.misses, run.prefilled = dict(run.entities), 0, set(run.entities)
         await self._go(flow, 0, run)
+
+    async def _intent(self, text: str, run: _Run) -> str | None:
+        """The intent of a message: the outside NLU's when it has an opinion, else the built-in one's.
+        An intent these dialogs do not know is no intent."""
+        if self._understand is not None and (reading := await self._understand(text, run.language)) is not None:
+            run.entities = dict(reading.entities)
+            return reading.intent if reading.intent in self._d.intents else None
+        return self._matcher.match(text)
 
     async def _answer(self, waiting: _Waiting, value: str, run: _Run) -> None:
         run.slots[waiting.ask.slot] = value
@@ -179,10 +192,14 @@ class Engine:
             match flow.steps[index].kind:
                 case Say(text=text, buttons=buttons):
                     self._say(text.name, buttons, run)
-                case Ask(prompt=prompt, buttons=buttons):
-                    self._say(prompt.name, buttons, run)
-                    run.waiting = (flow.name, flow.key(index))
-                    return
+                case Ask(slot=slot, prompt=prompt, buttons=buttons) as ask:
+                    given = run.slots.get(slot) if slot in run.prefilled else None
+                    run.prefilled.discard(slot)
+                    if given is None or (value := self._validate(ask, given)) is None:
+                        self._say(prompt.name, buttons, run)
+                        run.waiting = (flow.name, flow.key(index))
+                        return
+                    run.slots[slot] = value  # the message that started the flow said it already
                 case Branch(condition=condition, then=then, otherwise=otherwise):
                     target = then if self._test(condition, run) else otherwise
                     if target is not None:

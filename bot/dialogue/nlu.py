@@ -8,7 +8,8 @@ computed once at load, so a match costs one normalisation and one rapidfuzz pass
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import snowballstemmer
@@ -23,6 +24,19 @@ _CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 _NON_WORD = re.compile(r"[\W_]+")
 _RUSSIAN = snowballstemmer.stemmer("russian")
 _ENGLISH = snowballstemmer.stemmer("english")
+
+
+@dataclass(frozen=True)
+class Understood:
+    """An outside NLU's reading of a message (bot.rasa): the intent (None: not understood) and the
+    entities it found, which fill the slots of the flow the intent starts."""
+
+    intent: str | None
+    entities: Mapping[str, str] = field(default_factory=dict)
+
+
+# (text, language) → a reading, or None for "no opinion": the built-in matcher decides instead
+Understand = Callable[[str, str], Awaitable[Understood | None]]
 
 
 def is_cyrillic(text: str) -> bool:

@@ -167,7 +167,8 @@ class TurnHandler:
         contact = {"id": snapshot.cid, "name": profile.get("name") or event.user_name, "phone": profile.get("phone"),
                    "attributes": snapshot.attributes, "tags": snapshot.tags}
         result = await self.backend.answer(
-            DialogueRequest(text, payload, language, event.channel, contact, snapshot.conversation.get("st"))
+            DialogueRequest(text, payload, language, event.channel, contact, snapshot.conversation.get("st"),
+                            changes.conversation.get("id") or snapshot.conversation.get("id"))
         )
         if result.language != profile.get("lang"):
             changes.profile["lang"] = result.language
