@@ -26,6 +26,7 @@ from bot.dialogue import DialogError, Engine
 from bot.handoff.cli import agents, teams
 from bot.handoff.demo import DEMO_EMAIL, DEMO_PASSWORD
 from bot.models import Channel
+from bot.rasa.cli import rasa
 from bot.redaction import RedactingFilter, configured_secrets
 from bot.redis_server import EmbeddedRedis, RedisUnavailable, connect
 from bot.rendering import sms_info
@@ -40,6 +41,7 @@ app.add_typer(teams, name="teams")
 app.add_typer(webhooks, name="webhooks")
 app.add_typer(events, name="events")
 app.add_typer(campaign, name="campaign")
+app.add_typer(rasa, name="rasa")
 log = logging.getLogger("omnihub")
 
 
