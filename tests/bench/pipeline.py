@@ -1,6 +1,6 @@
 """End-to-end pipeline benchmark: provider webhook in -> reply received by the provider emulator.
 
-    .venv/bin/python tests/bench/pipeline.py [--mix telegram|all] [--seconds 10] [--rate 500]
+    .venv/bin/python tests/bench/pipeline.py [--mix telegram|all] [--seconds 10] [--rate 500] [--no-peers]
 
 Starts a throwaway Redis, the provider emulators in their own process (`omnihub emulators`), and the
 hub in "live" mode against them — first as one `omnihub run` process, then as `omnihub api` +
@@ -11,7 +11,11 @@ delivery/read callbacks as the providers do, so the hub carries that load too. P
 - sustained messages/s (closed loop: each customer writes again once answered),
 - p50/p99 latency, webhook sent -> reply recorded by the emulator, at a fixed open-loop rate,
 - Redis bytes per conversation after 10 turns (whole-database delta, and the contact's own keys),
+- CPU milliseconds per answered message, by process (its CPU time over the throughput run / answers),
 - RSS of every process.
+Then (`--peers`, on with `--mix telegram`) the two bare bots of `tests/bench/peers/` — aiogram 3 and
+python-telegram-bot, in-memory webhook bots that greet every text — take the hub's place, each with its
+own emulator process and the same load, and the hub / peer ratios of throughput and CPU are printed.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -48,6 +52,7 @@ from bot.sandbox import emulators as sandbox  # noqa: E402
 TURNS = ["hello", "opening hours", "delivery", "привет", "часы работы", "доставка", "hi", "when are you open",
          "delivery cost", "спасибо"]
 MIXES = {"telegram": ("telegram",), "all": ("telegram", "whatsapp", "viber", "sms")}
+PEERS = ("aiogram", "ptb")  # tests/bench/peers/<peer>_bot.py
 
 
 @dataclass
@@ -214,14 +219,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A hub process; its log goes to a file (an unread pipe would fill up and stall it)."""
-    log = open(f"/tmp/omnihub-bench-{args[0]}-{len(args)}-{time.time_ns()}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", *args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=log)
+def spawn(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process under test; its log goes to a file (an unread pipe would fill up and stall it)."""
+    log = open(f"/tmp/omnihub-bench-{name}-{time.time_ns()}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen([sys.executable, *argv], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
 
 
-async def until_ready(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
+def spawn_emulators(port: int, webhooks_to: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return spawn("emulators", ["-m", "bot.cli", "emulators", "--port", str(port), "--hub", webhooks_to], env)
+
+
+async def until_ready(url: str, procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Until `url` answers anything but a 5xx; fails as soon as one of `procs` exits."""
     async with httpx.AsyncClient() as http:
         for _ in range(1200):
             for p in procs:
@@ -236,56 +245,150 @@ async def until_ready(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
     raise SystemExit(f"{url} never answered")
 
 
-async def run_layout(layout: str, redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Result:
+    """What one run measured. `cpu` is in ms per answered message (throughput run), by process."""
+
+    name: str
+    throughput: float
+    offered: float
+    latencies: list[float]  # sorted, seconds
+    cpu: dict[str, float]
+    rss: dict[str, float]
+    memory: tuple[float, float] | None  # Redis bytes per conversation: whole database, the contact's keys
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies) * 1000
+
+    @property
+    def p99(self) -> float:
+        return self.latencies[int(len(self.latencies) * 0.99) - 1] * 1000
+
+    @property
+    def bot_cpu(self) -> float:
+        """The answering side's CPU per message: the hub with its Redis, or the peer bot."""
+        return sum(ms for name, ms in self.cpu.items() if name not in OUTSIDE)
+
+
+OUTSIDE = {"emulators", "load generator"}  # in every run, but not the bot being measured
+
+
+@dataclass
+class System:
+    """The processes answering webhooks at `url`, started; replies are read from the emulators' outboxes."""
+
+    name: str
+    url: str
+    emulators: str
+    procs: dict[str, subprocess.Popen[bytes]]  # by name, the emulators included
+    redis: Redis | None = None  # the hub's: its CPU counts, its bytes per conversation are measured
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            p.terminate()
+        for p in self.procs.values():
+            p.wait(15)
+
+
+async def measure(system: System, args: argparse.Namespace) -> Result:
+    """Throughput (closed loop), latency (open loop) and, for the hub, Redis bytes per conversation."""
+    connector = aiohttp.TCPConnector(limit=500)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
+        customers = Customers(http, system.url, system.emulators, MIXES[args.mix])
+        stop = asyncio.Event()
+        providers = {"telegram": "telegram", "whatsapp": "twilio", "sms": "twilio", "viber": "viber"}
+        collectors = [asyncio.create_task(customers.collect(p, stop))
+                      for p in sorted({providers[c] for c in MIXES[args.mix]})]
+        await closed_loop(customers, 50, 2)  # warm-up
+        watched = {name: p.pid for name, p in system.procs.items()}
+        if system.redis is not None:
+            watched["redis"] = int((await system.redis.info("server"))["process_id"])
+        watched["load generator"] = os.getpid()
+        cpu_before = {n: cpu_seconds(pid) for n, pid in watched.items()}
+        counted = customers.answered
+        throughput = await closed_loop(customers, args.concurrency, args.seconds)
+        answered = customers.answered - counted
+        cpu = {n: (cpu_seconds(pid) - cpu_before[n]) / answered * 1000 for n, pid in watched.items()}
+        print(f"{system.name}: {throughput:.0f} msg/s sustained", flush=True)
+        latencies, offered = await open_loop(customers, args.customers, args.rate, args.seconds)
+        memory = None
+        if system.redis is not None:
+            memory = await memory_per_conversation(system.redis, customers, args.memory_conversations)
+        stop.set()
+        await asyncio.gather(*collectors)
+    rss = {n: round(rss_mb(p.pid), 1) for n, p in system.procs.items()}
+    return Result(system.name, throughput, offered, latencies, cpu, rss, memory)
+
+
+async def run_hub(layout: str, redis_url: str, args: argparse.Namespace) -> Result:
+    """The hub as one `omnihub run` ("run") or as `omnihub api` + 2 x `omnihub worker` ("split")."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     await redis.flushdb()
     hub_port, emulator_port = free_port(), free_port()
-    hub, emulator_base = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{emulator_port}/emulator"
+    hub, emulators = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{emulator_port}"
+    api_base = f"{emulators}/emulator"
     env = {**os.environ, "REDIS_URL": redis_url, "OMNIHUB_PORT": str(hub_port), "OMNIHUB_PUBLIC_URL": hub,
            "TELEGRAM_BOT_TOKEN": sandbox.TELEGRAM_TOKEN, "TELEGRAM_WEBHOOK_SECRET": sandbox.TELEGRAM_SECRET,
-           "TELEGRAM_API_BASE": f"{emulator_base}/telegram", "TWILIO_ACCOUNT_SID": sandbox.TWILIO_SID,
+           "TELEGRAM_API_BASE": f"{api_base}/telegram", "TWILIO_ACCOUNT_SID": sandbox.TWILIO_SID,
            "TWILIO_AUTH_TOKEN": sandbox.TWILIO_TOKEN, "TWILIO_SMS_FROM": sandbox.TWILIO_SMS_FROM,
-           "TWILIO_WHATSAPP_FROM": sandbox.TWILIO_WHATSAPP_FROM, "TWILIO_API_BASE": f"{emulator_base}/twilio",
-           "VIBER_AUTH_TOKEN": sandbox.VIBER_TOKEN, "VIBER_API_BASE": f"{emulator_base}/viber"}
-    roles = {"run": [["run"]], "split": [["api"], ["worker"], ["worker"]]}[layout]
-    emulators = spawn(["emulators", "--port", str(emulator_port), "--hub", hub], env)
-    procs = [spawn(role, env) for role in roles]
-    names = ["emulators", *(f"{r[0]}-{i}" if r[0] == "worker" else r[0] for i, r in enumerate(roles))]
-    redis_pid = int((await redis.info("server"))["process_id"])
+           "TWILIO_WHATSAPP_FROM": sandbox.TWILIO_WHATSAPP_FROM, "TWILIO_API_BASE": f"{api_base}/twilio",
+           "VIBER_AUTH_TOKEN": sandbox.VIBER_TOKEN, "VIBER_API_BASE": f"{api_base}/viber"}
+    roles = {"run": ["run"], "split": ["api", "worker-1", "worker-2"]}[layout]
+    procs = {"emulators": spawn_emulators(emulator_port, hub, env)}
+    procs.update((role, spawn(role, ["-m", "bot.cli", role.partition("-")[0]], env)) for role in roles)
+    system = System("run" if layout == "run" else "api+2w", hub, emulators, procs, redis)
     try:
-        await until_ready(f"http://127.0.0.1:{emulator_port}/emulator/telegram/_/webhook", [emulators])
-        await until_ready(f"{hub}/readyz", procs)
+        await until_ready(f"{api_base}/telegram/_/webhook", [procs["emulators"]])
+        await until_ready(f"{hub}/readyz", [procs[role] for role in roles])
         await asyncio.sleep(3)  # webhooks registered, workers hold their partition leases
-        connector = aiohttp.TCPConnector(limit=500)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
-            customers = Customers(http, hub, f"http://127.0.0.1:{emulator_port}", MIXES[args.mix])
-            stop = asyncio.Event()
-            providers = {"telegram": "telegram", "whatsapp": "twilio", "sms": "twilio", "viber": "viber"}
-            collectors = [asyncio.create_task(customers.collect(p, stop))
-                          for p in sorted({providers[c] for c in MIXES[args.mix]})]
-            await closed_loop(customers, 50, 2)  # warm-up
-            watched = {"emulators": emulators.pid, **{n: p.pid for n, p in zip(names[1:], procs, strict=True)},
-                       "redis": redis_pid, "load generator": os.getpid()}
-            cpu_before = {n: cpu_seconds(pid) for n, pid in watched.items()}
-            counted = customers.answered
-            throughput = await closed_loop(customers, args.concurrency, args.seconds)
-            answered = customers.answered - counted
-            cpu = {n: (cpu_seconds(pid) - cpu_before[n]) / answered * 1000 for n, pid in watched.items()}
-            print(f"{layout}: {throughput:.0f} msg/s sustained", flush=True)
-            latencies, offered = await open_loop(customers, args.customers, args.rate, args.seconds)
-            total, own = await memory_per_conversation(redis, customers, args.memory_conversations)
-            stop.set()
-            await asyncio.gather(*collectors)
-        rss = {n: round(rss_mb(p.pid), 1) for n, p in zip(names, [emulators, *procs], strict=True)}
+        return await measure(system, args)
     finally:
-        for p in [*procs, emulators]:
-            p.terminate()
-        for p in [*procs, emulators]:
-            p.wait(15)
+        system.stop()
         await redis.aclose()
-    return {"layout": layout if layout == "run" else "api+2w", "throughput": throughput, "offered": offered,
-            "p50": statistics.median(latencies) * 1000, "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-            "db_bytes": total, "own_bytes": own, "rss": rss, "cpu": cpu}
+
+
+async def run_peer(peer: str, args: argparse.Namespace) -> Result:
+    """A bare Telegram bot from `tests/bench/peers/` in place of the hub: same emulator, same load."""
+    bot_port, emulator_port = free_port(), free_port()
+    bot, emulators = f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{emulator_port}"
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": sandbox.TELEGRAM_TOKEN,
+           "TELEGRAM_WEBHOOK_SECRET": sandbox.TELEGRAM_SECRET}
+    script = Path(__file__).parent / "peers" / f"{peer}_bot.py"
+    system = System(peer, bot, emulators, {"emulators": spawn_emulators(emulator_port, bot, env)})
+    try:
+        await until_ready(f"{emulators}/emulator/telegram/_/webhook", system.procs.values())
+        # started once its Bot API answers: PTB's start-up getMe gives up on the first refused connection
+        argv = [str(script), "--port", str(bot_port), "--api", f"{emulators}/emulator/telegram"]
+        system.procs[peer] = spawn(peer, argv, env)
+        await until_ready(f"{bot}/webhooks/telegram", system.procs.values())  # a GET is refused (405): it is up
+        await asyncio.sleep(1)  # its start-up setWebhook done
+        return await measure(system, args)
+    finally:
+        system.stop()
+
+
+def report(results: list[Result], args: argparse.Namespace) -> None:
+    print(f"\nOmnihub pipeline benchmark: {os.cpu_count()} cores, mix {'/'.join(MIXES[args.mix])}; "
+          f"throughput: {args.concurrency} customers closed loop; latency: {args.rate:.0f} msg/s offered "
+          f"over {args.customers} customers; {args.seconds:.0f} s each")
+    print(f"{'run':<8}{'msg/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'offered':>9}{'B/conv':>8}{'own B':>7}  RSS MB")
+    for r in results:
+        memory = f"{r.memory[0]:>8.0f}{r.memory[1]:>7.0f}" if r.memory else f"{'-':>8}{'-':>7}"
+        rss = ", ".join(f"{k} {v}" for k, v in r.rss.items())
+        print(f"{r.name:<8}{r.throughput:>8.0f}{r.p50:>8.1f}{r.p99:>8.1f}"
+              f"{r.offered:>9.0f}{memory}  {rss}")
+    print("\nCPU milliseconds per answered message, by process (throughput run); bot = all but "
+          + " and ".join(sorted(OUTSIDE)) + ":")
+    for r in results:
+        print(f"{r.name:<8}" + ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items()) + f"; bot {r.bot_cpu:.2f}")
+    hubs, peers = [r for r in results if r.memory], [r for r in results if not r.memory]
+    if hubs and peers:
+        print("\nHub / peer: throughput ratio, CPU-per-message ratio (Redis counted with the hub):")
+        for hub in hubs:
+            print(f"{hub.name:<8}" + "; ".join(
+                f"{peer.name} {hub.throughput / peer.throughput:.2f}x msg/s, {hub.bot_cpu / peer.bot_cpu:.2f}x CPU"
+                for peer in peers))
 
 
 def main() -> None:
@@ -297,24 +400,21 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000, help="customers in the latency run")
     parser.add_argument("--memory-conversations", type=int, default=1000)
     parser.add_argument("--layouts", default="run,split")
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction,
+                        help="then the bare aiogram and PTB bots under the same load (default: on with --mix telegram)")
     args = parser.parse_args()
+    if args.peers is None:
+        args.peers = args.mix == "telegram"
+    if args.peers and args.mix != "telegram":
+        parser.error("the peers are Telegram bots: --peers needs --mix telegram")
     server = EmbeddedRedis()
     redis_url = server.start()
     try:
-        results = [asyncio.run(run_layout(layout, redis_url, args)) for layout in args.layouts.split(",")]
+        results = [asyncio.run(run_hub(layout, redis_url, args)) for layout in args.layouts.split(",") if layout]
     finally:
         server.stop()
-    print(f"\nOmnihub pipeline benchmark: {os.cpu_count()} cores, mix {'/'.join(MIXES[args.mix])}; "
-          f"throughput: {args.concurrency} customers closed loop; latency: {args.rate:.0f} msg/s offered "
-          f"over {args.customers} customers; {args.seconds:.0f} s each")
-    print(f"{'layout':<8}{'msg/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'offered':>9}{'B/conv':>8}{'own B':>7}  RSS MB")
-    for r in results:
-        rss = ", ".join(f"{k} {v}" for k, v in r["rss"].items())
-        print(f"{r['layout']:<8}{r['throughput']:>8.0f}{r['p50']:>8.1f}{r['p99']:>8.1f}{r['offered']:>9.0f}"
-              f"{r['db_bytes']:>8.0f}{r['own_bytes']:>7.0f}  {rss}")
-    print("\nCPU milliseconds per answered message, by process (throughput run):")
-    for r in results:
-        print(f"{r['layout']:<8}" + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items()))
+    results += [asyncio.run(run_peer(peer, args)) for peer in (PEERS if args.peers else ())]
+    report(results, args)
 
 
 if __name__ == "__main__":
