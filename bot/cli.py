@@ -99,6 +99,10 @@ def banner(settings: Settings, run_workers: bool) -> None:
     if hub.all_sandbox:
         typer.echo(f"  console   {url}/console     sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}")
     typer.echo(f"  webhooks  {settings.public_url or url}/webhooks/{{telegram,twilio,twilio/status,viber}}")
+    if settings.rasa.url:
+        actions = "on" if settings.rasa.token else "off (no OMNIHUB_RASA_TOKEN)"
+        typer.echo(f"  rasa      {settings.rasa.url} ({settings.rasa.mode} mode)     action server {url}/rasa/webhook: "
+                   f"{actions}")
 
 
 def serve(settings: Settings, run_workers: bool) -> None:
