@@ -87,6 +87,7 @@ def redis_for(settings: Settings) -> Iterator[Settings]:
 
 
 def banner(settings: Settings, run_workers: bool) -> None:
+    from bot.api.rasa import SANDBOX_TOKEN
     from bot.hub import Hub
 
     url = settings.local_url
@@ -100,7 +101,8 @@ def banner(settings: Settings, run_workers: bool) -> None:
         typer.echo(f"  console   {url}/console     sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}")
     typer.echo(f"  webhooks  {settings.public_url or url}/webhooks/{{telegram,twilio,twilio/status,viber}}")
     if settings.rasa.url:
-        actions = "on" if settings.rasa.token else "off (no OMNIHUB_RASA_TOKEN)"
+        actions = "on" if settings.rasa.token else (f"on with the dev token {SANDBOX_TOKEN}" if hub.all_sandbox
+                                                   else "off: set OMNIHUB_RASA_TOKEN")
         typer.echo(f"  rasa      {settings.rasa.url} ({settings.rasa.mode} mode)     action server {url}/rasa/webhook: "
                    f"{actions}")
 

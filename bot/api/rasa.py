@@ -2,6 +2,8 @@
 
 Authenticated by `?token=<OMNIHUB_RASA_TOKEN>`, which is what Rasa sends for `action_endpoint:
 token:` — 401 without it, 403 with a wrong one or when no token is configured (the endpoint is off).
+A hub whose channels are all sandboxed takes `scripts/rasa-env`'s dev token when none is configured,
+as it has a demo agent: trying Rasa out locally is then one URL, not two settings kept in step.
 Our built-in actions answer here (bot.rasa.actions); any other action goes to the team's own
 rasa-sdk server (`OMNIHUB_RASA_ACTIONS_URL`) as it came, and its answer comes back as it went.
 """
@@ -22,6 +24,7 @@ from bot.rasa.actions import BUILT_IN, NEEDS_CONTACT, ActionAnswer, ActionCall, 
 
 router = APIRouter(tags=["rasa"])
 FORWARD_TIMEOUT_SECONDS = 30.0
+SANDBOX_TOKEN = "omnihub-dev-rasa-token"  # scripts/rasa-env's default
 
 
 @router.post("/rasa/webhook", summary="Rasa action server (rasa-sdk protocol)")
@@ -62,14 +65,22 @@ async def _run(hub: Hub, call: ActionCall) -> ActionAnswer | None:
     return None
 
 
+def action_token(hub: Hub) -> str | None:
+    """The token Rasa must send: the configured one, else in a sandbox hub the dev token."""
+    configured = hub.settings.rasa.token
+    if configured is not None:
+        return configured.get_secret_value()
+    return SANDBOX_TOKEN if hub.all_sandbox else None
+
+
 def _authenticate(hub: Hub, token: str | None) -> None:
-    expected = hub.settings.rasa.token
+    expected = action_token(hub)
     if expected is None:
         raise HTTPException(403, "the Rasa action server is off: set OMNIHUB_RASA_TOKEN (and Rasa's "
                                  "action_endpoint token)")
     if not token:
         raise HTTPException(401, "missing ?token= (Rasa sends the action_endpoint token)")
-    if not secrets.compare_digest(token.encode(), expected.get_secret_value().encode()):
+    if not secrets.compare_digest(token.encode(), expected.encode()):
         raise HTTPException(403, "wrong token")
 
 
