@@ -229,10 +229,11 @@ def _buttons_by_text(dialogs: Dialogs, notes: list[str]) -> dict[str, tuple[Butt
 def _button(button: ButtonSpec, dialogs: Dialogs, language: str, notes: list[str]) -> dict[str, str]:
     title = button.label if isinstance(button.label, str) else dialogs.texts[button.label.name].render(language, {})
     payload = button.payload
-    intent = payload if payload in dialogs.intents else dialogs.commands.get(payload.casefold())
     if payload.startswith(FLOW_PAYLOAD):
-        flow = dialogs.flows[payload.removeprefix(FLOW_PAYLOAD)]
-        intent = flow.triggers[0].name if flow.triggers else None
+        triggers = dialogs.flows[payload.removeprefix(FLOW_PAYLOAD)].triggers
+        intent = triggers[0].name if triggers else None
+    else:
+        intent = payload if payload in dialogs.intents else dialogs.commands.get(payload.casefold())
     if intent is None:
         notes.append(f"warning: button '{title}': no intent starts '{payload}', "
                      "so Rasa gets the payload as a message")
@@ -249,8 +250,7 @@ def _slots(dialogs: Dialogs, mentioned: set[str]) -> dict[str, Any]:
 
 
 def _slot_names(tree: nodes.Template) -> set[str]:
-    return {node.attr for node in tree.find_all(nodes.Getattr)
-            if isinstance(node.node, nodes.Name) and node.node.name == "slots"}
+    return {node.attr for node in tree.find_all(nodes.Getattr) if _is_slot(node)}
 
 
 def _beyond_slots(tree: nodes.Template) -> str:
