@@ -36,7 +36,7 @@ class RasaDialogue:
         except RasaUnavailable:
             return await self.fallback.answer(request)
         turn = read_answer(messages, request.channel)
-        if not turn.replies and turn.handoff is None:
+        if not (turn.replies or turn.handoff or turn.set_attributes):  # what a failed action leaves
             await self.client.failed("error", "Rasa answered the turn with no message")
             return await self.fallback.answer(request)
         # the state is None: Rasa keeps its own, and the engine starts afresh if it must answer again
