@@ -247,6 +247,9 @@ async def until_ready(url: str, procs: Iterable[subprocess.Popen[bytes]]) -> Non
     raise SystemExit(f"{url} never answered")
 
 
+OUTSIDE = {"emulators", "load generator"}  # in every run, but not the bot being measured
+
+
 @dataclass
 class Result:
     """What one run measured. `cpu` is in ms per answered message (throughput run), by process."""
@@ -271,9 +274,6 @@ class Result:
     def bot_cpu(self) -> float:
         """The answering side's CPU per message: the hub with its Redis, or the peer bot."""
         return sum(ms for name, ms in self.cpu.items() if name not in OUTSIDE)
-
-
-OUTSIDE = {"emulators", "load generator"}  # in every run, but not the bot being measured
 
 
 @dataclass
