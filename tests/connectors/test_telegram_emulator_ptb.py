@@ -77,15 +77,6 @@ async def test_send_message_with_an_inline_keyboard(wire: Wire) -> None:
     assert (await wire.bot.send_message(CUSTOMER, "Thanks")).message_id == 2  # ids count per chat
 
 
-@pytest.mark.xfail(strict=True, raises=InvalidToken, reason="the emulator has no editMessageText yet (a 404)")
-async def test_edit_message_text(wire: Wire) -> None:
-    message = await wire.bot.send_message(CUSTOMER, "Order #1001: packing", reply_markup=KEYBOARD)
-    edited = await wire.bot.edit_message_text("Order #1001: shipped", chat_id=CUSTOMER, message_id=message.message_id)
-    assert not isinstance(edited, bool)
-    assert (edited.message_id, edited.text, edited.chat.id) == (message.message_id, "Order #1001: shipped", CUSTOMER)
-    assert edited.edit_date is not None and edited.reply_markup is None  # an edit without markup drops it
-
-
 async def test_a_pressed_button_arrives_as_a_callback_query_and_is_answered_once(wire: Wire) -> None:
     await wire.bot.send_message(CUSTOMER, "Which order?", reply_markup=KEYBOARD)
     await wire.control("inbound", {"user_id": CUSTOMER, "callback_data": "order:1001", "first_name": "Ann"})
