@@ -162,3 +162,15 @@ async def test_after_a_failure_rasa_is_left_alone_for_a_pause_and_readyz_says_so
             assert fake.received == []  # paused: not even asked
         ready = (await client.http.get("/readyz")).json()
         assert ready["status"] == "degraded" and ready["rasa"].startswith("paused after a failure")
+
+
+async def test_consent_keywords_are_the_hubs_whoever_answers(hub: HubFactory) -> None:
+    fake = FakeRasa(answers={"hi": recorded("rest_text.json")})
+    async with fake.running(), rasa_hub(hub, fake) as client:
+        sam = Customer(client, "sms", "+447700900124")
+        await sam.say("hi")
+        await sam.replies(1)
+        await sam.say("STOP")
+        [confirmation] = await sam.replies(1)
+        assert confirmation["text"].startswith("You are unsubscribed")
+        assert [body["message"] for body in fake.received] == ["hi"]  # STOP never reached Rasa
