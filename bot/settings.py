@@ -93,6 +93,8 @@ class PipelineSettings(Section):
     lease_seconds: float = Field(5.0, gt=0.5)
     batch: int = Field(64, ge=1, le=1000)
     stream_maxlen: int = Field(100_000, ge=1000)
+    # commands' (Idempotency-Key) and forwarded events' dedupe; a provider's events are remembered as
+    # long as that provider retries (bot.pipeline.ingest.RETRY_SECONDS)
     dedupe_ttl_seconds: int = Field(86_400, ge=60)
     send_attempts: int = Field(5, ge=1, le=20)
     entry_attempts: int = Field(3, ge=1, le=100)  # tries of a failing inbound entry before it is dead-lettered

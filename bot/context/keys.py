@@ -21,7 +21,7 @@ one master is not enough.
 | omni:{cid}:v                 | hash   | current conversation                            |
 | omni:{cid}:h                 | list   | unified history, JSON entries, capped           |
 | omni:{cid}:consent           | list   | consent changes, capped (see context.consent)   |
-| omni:{cid}:dd                | zset   | this contact's dedupe keys, score = expiry      |
+| omni:{cid}:dd                | zset   | this contact's dedupe keys, score = expiry (s)  |
 | omni:{cid}:j                 | hash   | journal of a merge/fold/unmerge absorbing cid   |
 | omni:{cid}:j:<c|v|h|...>     | *      | the journal's copy of cid's keys at its start   |
 | omni:{cid}:applied           | hash   | journal ids already applied to cid (survivor)   |
@@ -49,7 +49,7 @@ one master is not enough.
 | omni:in:{p<n>}               | stream | inbound events of partition n                   |
 | omni:out:{p<n>}              | stream | outbound messages of partition n (live lane)    |
 | omni:bulk:{p<n>}             | stream | bulk (campaign) messages of partition n         |
-| omni:dd:{p<n>}:<event key>   | string | provider-id dedupe, TTL                         |
+| omni:dd:{p<n>}:<digest>      | string | provider-id dedupe, TTL (see `dedupe`)          |
 | omni:{cid}:res:<command id>  | list   | a command's outcome for whoever waits, TTL 60 s |
 | omni:att:{p<n>}              | hash   | failed attempts per inbound entry id            |
 | omni:dead:{p<n>}             | stream | dead letters of partition n (entry + error)     |
@@ -77,6 +77,8 @@ one master is not enough.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import zlib
 
 PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
@@ -191,6 +193,18 @@ def bulk(p: int) -> str:
 
 
 def dedupe(p: int, event_key: str) -> str:
+    """The key that says `event_key` was accepted. Named by a 96-bit digest of the event key (16
+    characters): a Twilio status key (`whatsapp:status:SM<32 hex>:undelivered`) would make the name 75
+    characters, and the contact's note of it (`omni:{cid}:dd`) would then overflow Redis' 64-byte
+    listpack member limit and cost ~150 B a member instead of ~40."""
+    digest = base64.urlsafe_b64encode(hashlib.blake2b(event_key.encode(), digest_size=12).digest()).decode()
+    return f"omni:dd:{{p{p}}}:{digest}"
+
+
+def dedupe_legacy(p: int, event_key: str) -> str:
+    """The name `dedupe` gave before it digested the event key: still looked at, so that a provider's
+    retry of an event accepted just before an upgrade is dropped. Remove once every key of that form
+    has expired (24 h after the upgrade)."""
     return f"omni:dd:{{p{p}}}:{event_key}"
 
 

@@ -113,13 +113,14 @@ def breakdown(title: str, before: Sizes, after: Sizes, count: int) -> None:
     keys have a TTL, or that is trimmed by age, is in flight: it goes by itself."""
     grown: dict[str, float] = defaultdict(float)
     keys: dict[str, int] = defaultdict(int)
-    ttl: dict[str, int] = defaultdict(lambda: -1)
+    ttl: dict[str, tuple[int, int]] = {}  # the shortest and the longest TTL left, -1: none
     for key, (usage, left) in after.keys.items():
         kind = kind_of(key)
         grown[kind] += usage - before.keys.get(key, (0, 0))[0]
         if key not in before.keys:
             keys[kind] += 1
-        ttl[kind] = max(ttl[kind], left)
+        shortest, longest = ttl.get(kind, (left, left))
+        ttl[kind] = (min(shortest, left), max(longest, left))
     for key, (usage, _) in before.keys.items():
         if key not in after.keys:
             grown[kind_of(key)] -= usage
@@ -130,7 +131,9 @@ def breakdown(title: str, before: Sizes, after: Sizes, count: int) -> None:
     for kind, total in sorted(grown.items(), key=lambda kv: -kv[1]):
         if abs(total) < 0.5:
             continue
-        lives = IN_FLIGHT.get(kind) or (f"TTL {ttl[kind]:,} s" if ttl[kind] >= 0 else "kept")
+        shortest, longest = ttl.get(kind, (-1, -1))
+        span = f"{longest:,}" if shortest == longest else f"{shortest:,}–{longest:,}"
+        lives = IN_FLIGHT.get(kind) or (f"TTL {span} s" if shortest >= 0 else "kept")
         if lives == "kept":
             kept += total
         else:
@@ -208,7 +211,7 @@ class People:
 
 async def run(args: argparse.Namespace, url: str) -> None:
     redis = Redis.from_url(url, decode_responses=True)
-    settings = hub_settings(url, pipeline__partitions=args.partitions)
+    settings = hub_settings(url, pipeline__partitions=args.partitions, pipeline__lease_seconds=5.0)
     async with running_hub(settings) as client:
         people = People(client, MIXES[args.mix])
         await people.conversations(4 * len(people.channels), 2)  # streams, groups and leases exist
