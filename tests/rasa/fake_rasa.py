@@ -53,6 +53,7 @@ class FakeRasa:
     parsed: list[str] = field(default_factory=list)
     action_answers: list[tuple[int, Any]] = field(default_factory=list)  # what the hub's action server said
     hang: bool = False
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -63,8 +64,12 @@ class FakeRasa:
         app = Starlette(routes=[Route("/model/parse", self._parse, methods=["POST"]),
                                 Route("/webhooks/rest/webhook", self._rest, methods=["POST"])])
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._released = asyncio.Event()
         async with serving(uvicorn.Server(config)):
-            yield self
+            try:
+                yield self
+            finally:
+                self._released.set()  # a hanging request ends, so the server can stop
 
     async def _parse(self, request: Request) -> JSONResponse:
         text = (await request.json())["text"]
@@ -99,4 +104,5 @@ class FakeRasa:
 
     async def _maybe_hang(self) -> None:
         if self.hang:
-            await asyncio.sleep(30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), 30)
