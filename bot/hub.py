@@ -26,6 +26,7 @@ from bot.context.identity import Identities
 from bot.context.linking import Linker
 from bot.context.links import LinkCodes
 from bot.context.merge import Merger
+from bot.context.phrases import buttons_words
 from bot.context.privacy import Privacy
 from bot.context.profiles import Profiles
 from bot.context.store import ContextStore
@@ -230,6 +231,8 @@ class Hub:
         """The worker and the sender that work a partition, built from the settings (once per process)."""
         s = self.settings
         dialogs = load_dialogs(s.dialogs_dir)
+        self.store.phrases.learn([*(words for text in dialogs.texts.values() for words in text.fixed.values()),
+                                  *(buttons_words(row) for row in dialogs.fixed_buttons())])
         backend = dialogue_backend(s.rasa, dialogs, self.rasa)
         keywords = ConsentKeywords(s.context.stop_revokes_all_marketing, s.context.consent_texts,
                                    s.context.default_language)
@@ -259,6 +262,7 @@ class Hub:
         scheduler = Scheduler(self.redis, self.ingest, self.campaigns, backlog=s.campaigns.backlog)
 
         async def run_partition(p: int, halt: asyncio.Event) -> None:
+            await self.store.phrases.publish()  # before this partition's turns name them (bot.context.phrases)
             async with asyncio.TaskGroup() as group:  # one fails: the others stop too, the lease is freed
                 group.create_task(worker.run(p, halt))
                 group.create_task(sender.run(p, halt))

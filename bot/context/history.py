@@ -5,6 +5,10 @@ Entries are JSON in a capped Redis list (`omni:{cid}:h`), so they are stored und
 The Lua script in bot.context.store updates entries in place by those stored keys (`id`, `pid`,
 `st`, `err`), so the aliases are a storage format: renaming one needs a migration of kept data.
 Keys this model does not know are ignored on reading, so an older process reads newer entries.
+
+A text that is one of the dialogs' fixed words is stored as its digest (`tk`, bot.context.phrases)
+instead of the words, and so is a fixed row of buttons (`bk`); `ContextStore` fills `text` and
+`buttons` back in when it reads the entry. (A process older than `tk` reads it without them.)
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class HistoryEntry(Delivery):
     keyword_reply: bool = Field(False, alias="kw")  # the confirmation of STOP/START/HELP
     purpose: str | None = Field(None, alias="pur")  # "marketing"; absent for service messages
     agent_id: str | None = Field(None, alias="ag")  # the agent who wrote it (replies and notes)
+    phrase: str | None = Field(None, alias="tk")  # `text` is these fixed words (stored instead of them)
+    buttons_phrase: str | None = Field(None, alias="bk")  # `buttons` are this fixed row (likewise)
 
     @classmethod
     def inbound(cls, event: InboundEvent, entry_id: str, at: float) -> HistoryEntry:
@@ -74,7 +80,14 @@ class HistoryEntry(Delivery):
 
     @classmethod
     def read(cls, stored: str | bytes) -> HistoryEntry:
+        """The entry as stored: a `phrase` without its `text` yet (see `ContextStore`)."""
         return cls.model_validate_json(stored)
+
+    def stored(self) -> dict[str, Any]:
+        """The stored form: short keys, empty fields left out, and the text and buttons left out when
+        phrases name them."""
+        named = {field for field, phrase in (("text", self.phrase), ("buttons", self.buttons_phrase)) if phrase}
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=named)
 
     def delivered(self, delivery: Delivery) -> HistoryEntry:
         """This entry with a send's outcome on it (for a message queued without an entry)."""

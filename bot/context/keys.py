@@ -20,6 +20,7 @@ one master is not enough.
 | omni:{cid}:c                 | hash   | contact profile (see context.store)             |
 | omni:{cid}:v                 | hash   | current conversation                            |
 | omni:{cid}:h                 | list   | unified history, JSON entries, capped           |
+| omni:phrases                 | hash   | digest -> the dialogs' fixed words (see phrases)|
 | omni:{cid}:consent           | list   | consent changes, capped (see context.consent)   |
 | omni:{cid}:dd                | zset   | this contact's dedupe keys, score = expiry (s)  |
 | omni:{cid}:j                 | hash   | journal of a merge/fold/unmerge absorbing cid   |
@@ -85,6 +86,7 @@ PHONE_CHANNELS = frozenset({"whatsapp", "sms"})
 WORKERS = "omni:workers"
 GROUP = "workers"
 JOURNALS = "omni:journals"
+PHRASES = "omni:phrases"
 WEBHOOKS = "omni:wh"
 
 

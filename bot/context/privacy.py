@@ -65,7 +65,7 @@ class Privacy:
             "exported_at": datetime.now(UTC).isoformat(),
             "profile": profile,
             "conversation": conversation,
-            "history": [orjson.loads(e) for e in history],
+            "history": await self.identities.store.phrases.spelled([orjson.loads(e) for e in history]),
             "consent": await consent_trail(self.redis, cid),
             "merged": [{"id": a, **{k: v for k, v in t.items() if k != "undo"}, "profile": _original(t)}
                        for a, t in absorbed.items()],

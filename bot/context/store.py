@@ -4,6 +4,8 @@ A contact is four keys under one hash tag: a profile hash, a conversation hash, 
 consent trail.
 A turn reads both hashes in one round trip and writes only the fields it changed, plus the new
 history entries, in one MULTI — never the whole blob (the mistake of Rasa's tracker store).
+History entries whose text is one of the dialogs' fixed words are written naming them by digest
+(bot.context.phrases) and read back with the words filled in.
 
 Profile hash fields: `name`, `phone`, `lang`, `pref` (preferred channel), `created`,
 `i:<channel>:<user id>` (identities, value = first seen), `seen:<channel>` (last inbound),
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,7 @@ from redis.asyncio import Redis
 
 from bot.context import indexes, keys
 from bot.context.history import HistoryEntry
+from bot.context.phrases import Phrases, buttons_of, buttons_words
 from bot.crm import outbox
 from bot.crm.events import CloudEvent
 
@@ -115,6 +119,7 @@ class ContextStore:
     def __init__(self, redis: Redis, history_cap: int = 200) -> None:
         self.redis = redis
         self.history_cap = history_cap
+        self.phrases = Phrases(redis)
         self._update_history = redis.register_script(_UPDATE_HISTORY)
 
     async def resolve(self, channel: str, user_id: str) -> str:
@@ -186,7 +191,7 @@ class ContextStore:
         if changes.drop_conversation_fields:
             pipe.hdel(keys.conversation(cid), *changes.drop_conversation_fields)
         if changes.history:
-            pipe.rpush(keys.history(cid), *(orjson.dumps(e.stored()) for e in changes.history))
+            pipe.rpush(keys.history(cid), *(orjson.dumps(self._phrased(e).stored()) for e in changes.history))
             pipe.ltrim(keys.history(cid), -self.history_cap, -1)
         if changes.consent:
             pipe.rpush(keys.consent(cid), *(orjson.dumps(row) for row in changes.consent))
@@ -213,7 +218,7 @@ class ContextStore:
             client.execute_command("EVALSHA", self._update_history.sha, 1, keys.history(cid), *args)
             return None
         updated = await self._update_history(keys=[keys.history(cid)], args=args)
-        return HistoryEntry.read(updated) if updated is not None else None
+        return (await self._read([updated]))[0] if updated is not None else None
 
     async def history(self, cid: str, start: int = 0, limit: int = 50) -> tuple[int, list[HistoryEntry]]:
         """Entries oldest first, `start` counting from the oldest kept; returns (total, page)."""
@@ -221,8 +226,34 @@ class ContextStore:
             pipe.llen(keys.history(cid))
             pipe.lrange(keys.history(cid), start, start + limit - 1)
             total, raw = await pipe.execute()
-        return int(total), [HistoryEntry.read(r) for r in raw]
+        return int(total), await self._read(raw)
 
     async def recent_history(self, cid: str, count: int) -> list[HistoryEntry]:
-        raw = await self.redis.lrange(keys.history(cid), -count, -1)
-        return [HistoryEntry.read(r) for r in raw]
+        return await self._read(await self.redis.lrange(keys.history(cid), -count, -1))
+
+    def _phrased(self, entry: HistoryEntry) -> HistoryEntry:
+        """The entry naming its text and buttons by digest where they are fixed words of the dialogs."""
+        named = {"phrase": self.phrases.named(entry.text) if entry.phrase is None else None,
+                 "buttons_phrase": self.phrases.named(buttons_words(entry.buttons))
+                 if entry.buttons and entry.buttons_phrase is None else None}
+        update = {field: digest for field, digest in named.items() if digest}
+        return entry.model_copy(update=update) if update else entry
+
+    async def _read(self, raw: Sequence[str | bytes]) -> list[HistoryEntry]:
+        """Stored entries with the words of their phrases filled in."""
+        entries = [HistoryEntry.read(r) for r in raw]
+        texts = {e.phrase for e in entries if e.phrase and e.text is None}
+        rows = {e.buttons_phrase for e in entries if e.buttons_phrase and not e.buttons}
+        if not texts and not rows:
+            return entries
+        words = await self.phrases.words(texts | rows)
+        return [self._spelled(e, words) for e in entries]
+
+    @staticmethod
+    def _spelled(entry: HistoryEntry, words: dict[str, str]) -> HistoryEntry:
+        update: dict[str, Any] = {}
+        if entry.phrase and entry.text is None:
+            update["text"] = words.get(entry.phrase)
+        if entry.buttons_phrase and not entry.buttons and entry.buttons_phrase in words:
+            update["buttons"] = buttons_of(words[entry.buttons_phrase])
+        return entry.model_copy(update=update) if update else entry

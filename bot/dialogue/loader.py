@@ -31,6 +31,7 @@ from bot.dialogue.spec import (
     Say,
     Text,
 )
+from bot.models import Button
 
 FLOW_PAYLOAD = "flow:"
 
@@ -45,6 +46,29 @@ class Dialogs:
     commands: Mapping[str, str]  # "/start" → intent
     actions: Mapping[str, ActionFn]
     validators: Mapping[str, ValidatorFn]
+
+    def fixed_buttons(self) -> list[tuple[Button, ...]]:
+        """Each row of buttons a step offers, in each language, where no title reads a variable: the
+        same for everyone (the history stores them once, bot.context.phrases). Titled as the engine
+        titles them: a text missing a language falls back to English."""
+        rows = [row for row in [self.fallback.say.buttons, *(
+            step.kind.buttons for flow in self.flows.values() for step in flow.steps
+            if isinstance(step.kind, Say | Ask))] if row]
+        languages = sorted({code for text in self.texts.values() for code in text.by_language})
+        fixed = []
+        for row in rows:
+            for language in languages:
+                titles = [self._fixed_title(spec.label, language) for spec in row]
+                if None not in titles:
+                    fixed.append(tuple(Button(title=str(title), payload=spec.payload)
+                                       for title, spec in zip(titles, row, strict=True)))
+        return fixed
+
+    def _fixed_title(self, label: Ref | str, language: str) -> str | None:
+        if isinstance(label, str):
+            return label
+        text = self.texts[label.name]
+        return text.fixed.get(language if language in text.by_language else "en")
 
 
 _N = TypeVar("_N", Intent, Flow, Text)

@@ -32,7 +32,7 @@ from bot.dialogue.spec import (
     StepKind,
     Text,
 )
-from bot.dialogue.templates import compile_condition, compile_template
+from bot.dialogue.templates import compile_condition, compile_template, reads_nothing
 
 SECTIONS = ("imports", "intents", "flows", "texts", "fallback")
 STEP_KINDS = ("say", "ask", "if", "set", "action", "handoff", "goto", "end")
@@ -233,13 +233,15 @@ def _text(name: str, node: Map) -> Text:
     what = f"text '{name}'"
     if "en" not in node:
         raise node.where.error(f"{what} is missing required key 'en'")
-    by_language = {}
+    by_language, fixed = {}, {}
     for language in node:
         at = node.at(language)
         _language(language, at)
         source = node.text(language, what)
         by_language[language] = compile_template(source, at, f"{what} ({language})")
-    return Text(name, node.where, by_language)
+        if reads_nothing(source):
+            fixed[language] = by_language[language].render().strip()  # as Text.render renders it
+    return Text(name, node.where, by_language, fixed)
 
 
 def _fallback(node: Map) -> Fallback:

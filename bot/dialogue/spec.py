@@ -124,6 +124,7 @@ class Text:
     name: str
     where: Where
     by_language: Mapping[str, Template]  # always has "en"
+    fixed: Mapping[str, str] = field(default_factory=dict)  # language -> the words, where no variable is read
 
     def render(self, language: str, context: Mapping[str, Any]) -> str:
         template = self.by_language.get(language) or self.by_language["en"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -38,6 +38,12 @@ def compile_template(source: str, where: Where, what: str) -> Template:
         raise where.error(f"template error in {what}: {exc.message}") from exc
     _reject_private(tree, where, what)
     return ENV.from_string(tree)
+
+
+def reads_nothing(source: str) -> bool:
+    """Whether a template (already compiled, so it parses) names no variable: it renders the same words
+    for everyone, which the history then stores once (bot.context.phrases)."""
+    return not meta.find_undeclared_variables(ENV.parse(source))
 
 
 def compile_condition(source: str, where: Where) -> TemplateExpression:
