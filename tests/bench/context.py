@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bot.context import keys  # noqa: E402
+from bot.context.history import HistoryEntry  # noqa: E402
 from bot.context.identity import Identities  # noqa: E402
 from bot.context.merge import Merger  # noqa: E402
 from bot.context.store import Changes, ContextStore  # noqa: E402
@@ -86,7 +87,7 @@ async def write(redis: Redis, store: ContextStore, count: int, build: Callable[[
         async with redis.pipeline(transaction=False) as pipe:
             for n in range(start, min(start + BATCH, count)):
                 cid = f"c{n:016x}"
-                store.stage(pipe, cid, build(n))
+                store.stage(pipe, cid, build(n), NOW)
                 if index:
                     pipe.set(keys.identity("telegram", chat(n)), cid)
                     pipe.set(keys.phone(phone(n)), cid)
@@ -123,13 +124,16 @@ async def run(args: argparse.Namespace, url: str) -> None:
     redis = Redis.from_url(url, decode_responses=True, max_connections=64)
     store = ContextStore(redis, history_cap=200)
     identities = Identities(redis, store, "RU")
-    merger = Merger(redis, identities, 200, 86_400)
+    merger = Merger(redis, identities, 200, 86_400, 16)
     n = args.contacts
     base = await used_memory(redis)
     started = time.perf_counter()
     await write(redis, store, n, contact, index=True)
     profiles = await used_memory(redis)
-    await write(redis, store, n, lambda k: Changes(history=history(k, args.history)), index=False)
+    def with_history(k: int) -> Changes:
+        return Changes(history=[HistoryEntry.model_validate(e) for e in history(k, args.history)])
+
+    await write(redis, store, n, with_history, index=False)
     full = await used_memory(redis)
     print(f"wrote {n:,} contacts x {args.history} history entries in {time.perf_counter() - started:.1f} s")
     print(f"Redis bytes per contact, without history: {(profiles - base) / n:,.0f}")
