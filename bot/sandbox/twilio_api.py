@@ -36,6 +36,7 @@ from bot.sandbox.emulator_kit import (
     ControlError,
     Emulator,
     Fault,
+    HubReply,
     ask_hub,
     json_response,
     read_model,
@@ -203,7 +204,7 @@ class TwilioEmulator(Emulator):
 
     async def _report(
         self, sent: Sent, status: str, url: str, error_code: int | None = None
-    ) -> httpx.Response:
+    ) -> HubReply:
         """Post one status callback in Twilio's shape and move the outbox entry along."""
         to, sender = sent.raw["To"], sent.raw["From"]
         params = {
@@ -225,7 +226,7 @@ class TwilioEmulator(Emulator):
         sent.status = status
         return await self._post(url, params)
 
-    async def _post(self, url: str, params: dict[str, str]) -> httpx.Response:
+    async def _post(self, url: str, params: dict[str, str]) -> HubReply:
         headers = {
             "content-type": "application/x-www-form-urlencoded",
             "x-twilio-signature": self._validator.compute_signature(url, params),

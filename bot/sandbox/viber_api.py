@@ -31,7 +31,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.sandbox.emulator_kit import ControlError, Emulator, ask_hub, json_response, read_model, relayed
+from bot.sandbox.emulator_kit import (
+    ControlError,
+    Emulator,
+    HubReply,
+    Undelivered,
+    ask_hub,
+    json_response,
+    read_model,
+    relayed,
+)
 from bot.sandbox.outbox import Sent
 from connectors.viber import BUTTON_PREFIX, EVENT_TYPES
 
@@ -160,10 +169,10 @@ class ViberEmulator(Emulator):
             check = {"event": "webhook", "timestamp": _now(), "chat_hostname": CHAT_HOSTNAME}
             try:
                 answer = await self._post(url, {**check, "message_token": next(self._tokens)})
-            except httpx.HTTPError as exc:
-                raise ViberRefusal(1, f"invalidUrl: {exc!r}") from None
-            if answer.status_code != 200:
-                raise ViberRefusal(1, f"invalidUrl: the webhook answered HTTP {answer.status_code}")
+            except Undelivered as exc:
+                raise ViberRefusal(1, f"invalidUrl: {exc}") from None
+            if answer.status != 200:
+                raise ViberRefusal(1, f"invalidUrl: the webhook answered HTTP {answer.status}")
         self.webhook_url = url or None
         self.event_types = list(body.get("event_types") or EVENT_TYPES)
         return {"chat_hostname": CHAT_HOSTNAME, "event_types": self.event_types}
@@ -179,14 +188,14 @@ class ViberEmulator(Emulator):
             "members": [],
         }
 
-    async def _report(self, sent: Sent, event: str) -> httpx.Response:
+    async def _report(self, sent: Sent, event: str) -> HubReply:
         sent.status = "read" if event == "seen" else event
         callback = {"event": event, "timestamp": _now(), "chat_hostname": CHAT_HOSTNAME}
         return await self._post(
             self.hook(), {**callback, "message_token": int(sent.provider_id), "user_id": sent.user_id}
         )
 
-    async def _post(self, url: str, callback: Params) -> httpx.Response:
+    async def _post(self, url: str, callback: Params) -> HubReply:
         body = orjson.dumps(callback)
         signature = hmac.new(self._key, body, hashlib.sha256).hexdigest()
         headers = {"content-type": "application/json", "x-viber-content-signature": signature}
