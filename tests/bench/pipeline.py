@@ -53,7 +53,8 @@ from bot.sandbox import emulators as sandbox  # noqa: E402
 # What customers say: the demo bot answers each with one message and never hands them to a human.
 TURNS = ["hello", "opening hours", "delivery", "привет", "часы работы", "доставка", "hi", "when are you open",
          "delivery cost", "спасибо"]
-MIXES = {"telegram": ("telegram",), "all": ("telegram", "whatsapp", "viber", "sms")}
+MIXES = {"telegram": ("telegram",), "all": ("telegram", "whatsapp", "viber", "sms"),
+         "sms": ("sms",), "whatsapp": ("whatsapp",), "viber": ("viber",)}  # one channel: its cost per message
 PEERS = ("aiogram", "ptb")  # tests/bench/peers/<peer>_bot.py
 
 
@@ -295,7 +296,9 @@ class System:
 
 async def measure(system: System, args: argparse.Namespace) -> Result:
     """Throughput (closed loop), latency (open loop) and, for the hub, Redis bytes per conversation."""
-    connector = aiohttp.TCPConnector(limit=500)
+    # uvicorn closes a keep-alive connection idle for 5 s; aiohttp would reuse one for 15 s, and a post on a
+    # connection the server just closed fails with ServerDisconnectedError (after the 6 s pauses below)
+    connector = aiohttp.TCPConnector(limit=500, keepalive_timeout=4)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
         customers = Customers(http, system.url, system.emulators, MIXES[args.mix])
         stop = asyncio.Event()
