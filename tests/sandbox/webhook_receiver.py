@@ -18,6 +18,7 @@ from connectors.base import Connector, WebhookError, WebhookRequest
 class Hub:
     connector: Connector
     events: list[InboundEvent] = field(default_factory=list)
+    answered: int = 0  # webhooks verified and answered 2xx, with events or none
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def webhook(self, request: Request) -> Response:
@@ -32,6 +33,7 @@ class Hub:
         except WebhookError as exc:
             return Response(str(exc), exc.status)
         async with self.arrived:
+            self.answered += 1
             self.events += events
             self.arrived.notify_all()
         answer = self.connector.answer(events)
