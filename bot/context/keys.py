@@ -47,12 +47,14 @@ one master is not enough.
 | omni:{cid}:cmp               | hash   | campaign id -> the contact's state in it (JSON) |
 | omni:{cid}:ev                | list   | events of unfinished entries (bot.crm.outbox), TTL |
 | omni:conv:<mode>             | zset   | contact ids by mode (superset), score = `ms`    |
-| omni:in:{p<n>}               | stream | inbound events of partition n                   |
+| omni:in:{p<n>}               | stream | inbound events of partition n (live lane)       |
+| omni:inb:{p<n>}              | stream | receipts and campaign steps (bulk inbound lane) |
 | omni:out:{p<n>}              | stream | outbound messages of partition n (live lane)    |
 | omni:bulk:{p<n>}             | stream | bulk (campaign) messages of partition n         |
 | omni:dd:{p<n>}:<digest>      | string | provider-id dedupe, TTL (see `dedupe`)          |
 | omni:{cid}:res:<command id>  | list   | a command's outcome for whoever waits, TTL 60 s |
 | omni:att:{p<n>}              | hash   | failed attempts per inbound entry id            |
+| omni:attb:{p<n>}             | hash   | the same for the bulk inbound lane              |
 | omni:dead:{p<n>}             | stream | dead letters of partition n (entry + error)     |
 | omni:ev:{p<n>}               | stream | the CRM feed of partition n (bot.crm.outbox)    |
 | omni:evs:{p<n>}:<event id>   | string | an event appended by emit_once, TTL 7 days      |
@@ -186,6 +188,10 @@ def inbound(p: int) -> str:
     return f"omni:in:{{p{p}}}"
 
 
+def inbound_bulk(p: int) -> str:
+    return f"omni:inb:{{p{p}}}"
+
+
 def outbound(p: int) -> str:
     return f"omni:out:{{p{p}}}"
 
@@ -216,6 +222,10 @@ def command_result(cid: str, command_id: str) -> str:
 
 def attempts(p: int) -> str:
     return f"omni:att:{{p{p}}}"
+
+
+def bulk_attempts(p: int) -> str:
+    return f"omni:attb:{{p{p}}}"
 
 
 def dead(p: int) -> str:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from bot.context.store import LAST_BULK
+
 TOMBSTONE = ("merged_into", "merged_at", "undo")
 MERGING = "merging_into"  # the mark of a merge under way (bot.context.journal), never carried over
 MODE_SINCE = "ms"  # bot.context.indexes: the survivor's mode entry is re-entered with a fresh score
@@ -116,15 +118,16 @@ def _profile(s: Side, a: Side, fold: bool, now: float) -> dict[str, str]:
 
 
 def _conversation(s: Side, a: Side, fold: bool) -> dict[str, str] | None:
-    theirs = {k: v for k, v in a.conversation.items() if k not in ("last", MODE_SINCE)}
+    theirs = {k: v for k, v in a.conversation.items() if k not in ("last", LAST_BULK, MODE_SINCE)}
     if not theirs:
         return None
     if fold:
         return theirs
     if s.conversation and _keeps(s.conversation, a.conversation):
         return None
-    if "last" in s.conversation:
-        theirs["last"] = s.conversation["last"]
+    for lane_last in ("last", LAST_BULK):
+        if lane_last in s.conversation:
+            theirs[lane_last] = s.conversation[lane_last]
     return theirs
 
 

@@ -132,7 +132,7 @@ class Privacy:
         """Delete the contacts' entries still in their partitions' streams: inbound, outbound, and the
         feed's events not yet delivered (they carry names, phones and texts)."""
         for p in {keys.partition_of(o, self.partitions) for o in owners}:
-            for stream in (keys.inbound(p), keys.outbound(p), keys.bulk(p), keys.events(p)):
+            for stream in (keys.inbound(p), keys.inbound_bulk(p), keys.outbound(p), keys.bulk(p), keys.events(p)):
                 doomed: list[str] = []
                 start = "-"
                 while page := await self._page(stream, start):

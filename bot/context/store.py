@@ -12,7 +12,8 @@ Profile hash fields: `name`, `phone`, `lang`, `pref` (preferred channel), `creat
 `a:<attribute>`, `t:<tag>`, `cs:<channel>:<purpose>` (consent, see context.consent).
 Conversation hash fields: `mode` (bot | queued | assigned | resolved), `ch`/`uid` (where the customer
 wrote last; replies go there), `st` (dialog state JSON), `opt` (numbered options on offer), `last` (the
-last inbound stream entry whose effects are saved — how a replay after a crash is recognised), `at`.
+last inbound stream entry whose effects are saved — how a replay after a crash is recognised), `lastb`
+(the same for the bulk inbound lane: bot.pipeline.worker), `at`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bot.context.phrases import Phrases, buttons_of, buttons_words
 from bot.crm import outbox
 from bot.crm.events import CloudEvent
 
+LAST_BULK = "lastb"  # the conversation's `last` for the bulk inbound lane
 CONSENT_TRAIL_CAP = 500  # consent changes kept per contact (see bot.context.consent)
 
 # A message's status only moves forward: callbacks arrive late and out of order, and a "delivered"
@@ -198,7 +200,8 @@ class ContextStore:
             pipe.ltrim(keys.consent(cid), -CONSENT_TRAIL_CAP, -1)
         if changes.campaigns:
             pipe.hset(keys.campaign_states(cid), mapping=changes.campaigns)
-        outbox.stage(pipe, cid, changes.events, changes.conversation.get("last", ""))
+        cause = changes.conversation.get("last") or changes.conversation.get(LAST_BULK, "")
+        outbox.stage(pipe, cid, changes.events, cause)
 
     async def update_history(
         self, cid: str, match: tuple[str, str], changes: dict[str, Any], depth: int = 100, client: Any = None

@@ -1,5 +1,8 @@
 """Accept provider events: resolve the contact, drop provider retries, append to the partition stream.
 
+Each partition has two inbound streams (`bulk_lane` picks): the customers' messages and the commands
+people and the CRM send go to the live one, receipts and campaign steps to the bulk one.
+
 A webhook is answered 2xx only after `ingest` returns, i.e. after the events are in Redis. The dedupe
 key and the stream share the partition's hash tag, so the check-and-append is one atomic script even
 on Redis Cluster; a retry that arrives while the first copy is being processed is still dropped.
@@ -24,7 +27,7 @@ from redis.exceptions import NoScriptError
 from bot.context import keys
 from bot.context.identity import Identities
 from bot.models import Channel, EventKind, InboundEvent
-from bot.pipeline.commands import Command
+from bot.pipeline.commands import CampaignStep, Command
 
 # How long each provider retries a webhook it did not get a 2xx for, with a margin: Twilio's connection
 # overrides cap all retries at 15 s (`tt`, at most 15,000 ms), Viber "will retry the callback several
@@ -48,6 +51,12 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('EXPIREAT', KEYS[1], string.format('%d', math.ceil(tonumber(last[2]))))
 """
 _COMMANDS_PER_EVENT = 2  # the append, then the note on the contact (see `_stage`)
+
+
+def bulk_lane(item: InboundEvent | Command) -> bool:
+    """Receipts and campaign steps go to the partition's bulk inbound stream: nobody waits on them, a
+    campaign brings them by the thousand, and the worker reads the customers' messages first."""
+    return isinstance(item, CampaignStep) or (isinstance(item, InboundEvent) and item.kind is EventKind.status)
 
 
 class NotYetApplied(Exception):
@@ -130,6 +139,7 @@ class Ingest:
         else:  # a command keeps its defaults: `kind` tells the worker which command it is
             field, body = "k", item.model_dump_json(exclude_none=True)
         # a raw EVALSHA: redis-py's cluster pipeline blocks its `evalsha` method but routes this by its keys
-        pipe.execute_command("EVALSHA", self._append_once.sha, 3, dedupe, keys.inbound(p),
+        stream = keys.inbound_bulk(p) if bulk_lane(item) else keys.inbound(p)
+        pipe.execute_command("EVALSHA", self._append_once.sha, 3, dedupe, stream,
                              keys.dedupe_legacy(p, event_key), ttl, cid, body, field)
         pipe.execute_command("EVALSHA", self._note.sha, 1, keys.deduped(cid), dedupe, now + ttl + 1, now)

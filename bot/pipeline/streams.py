@@ -80,13 +80,14 @@ async def pause(halt: asyncio.Event, seconds: float) -> None:
 
 async def consume(
     redis: Redis, stream: str, consumer: str, batch: int, halt: asyncio.Event, handle: BatchHandler,
-    *, retry_seconds: float = 0.5,
+    *, retry_seconds: float = 0.5, left_pending: Callable[[], bool] = lambda: True,
 ) -> None:
     """Feed batches to `handle` until `halt`; `handle` acknowledges what it finished.
 
     Entries it leaves unacknowledged (a contact waiting for a retry) stay pending: the loop pages
-    through the pending list again `retry_seconds` later, and reads new entries in between only if
-    `handle` leaves them pending in turn when they must wait (see `bot.pipeline.worker`).
+    through the pending list again `retry_seconds` later — if `left_pending()` says there are such
+    entries — and reads new entries in between only if `handle` leaves them pending in turn when they
+    must wait (see `bot.pipeline.worker`).
     """
     backoff = Backoff()
     group_ready = False
@@ -97,7 +98,7 @@ async def consume(
             if not group_ready:
                 await ensure_group(redis, stream)
                 group_ready = True
-            if cursor is None and time.monotonic() - last_backlog > retry_seconds:
+            if cursor is None and time.monotonic() - last_backlog > retry_seconds and left_pending():
                 cursor = "0"  # time to look at what was left pending
             response = await redis.xreadgroup(
                 keys.GROUP, consumer, {stream: cursor or ">"}, count=batch, block=None if cursor else 500

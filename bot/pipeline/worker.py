@@ -8,6 +8,15 @@ two, the replayed entry is recognised by the conversation's `last` field and its
 from the history instead of being answered twice. Contacts of one batch run concurrently; the entries
 of one contact strictly one after another.
 
+A partition has two inbound lanes (`bot.pipeline.ingest.bulk_lane`): live — the customers' messages
+and the commands of people and the CRM — and bulk — receipts and campaign steps, which a campaign
+brings by the thousand. Each lane has its own loop; a contact's entries still go one at a time
+across both (`ContactLocks`), and a bulk batch waits, up to `BULK_YIELD_SECONDS`, while a live batch
+is being worked anywhere in the process (`LiveFirst`). Before the lanes, a customer's message during
+a 10,000-recipient campaign waited behind its steps and receipts: p99 6 s instead of 14 ms
+(tests/bench/campaign.py). Each lane records its last applied entry in its own conversation field
+(`last`, `lastb`): the ids of two streams are not one order, so replays are recognised per lane.
+
 An entry that fails waits and is tried again, and the contact's later entries wait behind it (they
 stay pending, so a crash loses none of them). The attempt count is kept in Redis (`omni:att:{p}`), so
 a new owner of the partition goes on counting. After `attempts` failures — at once for an entry that
@@ -19,10 +28,11 @@ propagates, nothing is counted, and the stream loop waits for Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -34,7 +44,7 @@ from bot.campaigns.store import Campaigns
 from bot.context import keys
 from bot.context.history import Delivery
 from bot.context.linking import Linker
-from bot.context.store import Changes, ContextStore, Snapshot
+from bot.context.store import LAST_BULK, Changes, ContextStore, Snapshot
 from bot.crm import outbox
 from bot.crm.derive import events_of, status_event
 from bot.crm.events import CloudEvent
@@ -43,13 +53,19 @@ from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
 from bot.pipeline.commands import COMMAND, CampaignStep, CommandRefused, UpdateContact, apply
 from bot.pipeline.dispatch import lane_stream
-from bot.pipeline.streams import Entry, consume, stream_id
+from bot.pipeline.streams import Entry, consume, pause, stream_id
 from bot.pipeline.turns import TurnHandler
 from bot.redis_server import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 5.0
+BULK_YIELD_SECONDS = 0.05  # the longest a bulk batch waits for live work to pause
+LIVE_DELAY_SECONDS = 0.02  # a live entry read later than this after it was appended: bulk backs off
+LOOP_LAG_SECONDS = 0.002  # and so it does when the event loop takes longer than this to come back to it
+LATE_MEMORY_SECONDS = 1.0
+MIN_BULK_PAUSE_SECONDS, MAX_BULK_PAUSE_SECONDS = 0.005, 1.0
+BULK_BATCH_SHARE = 4  # bulk batches are a quarter of the live batch: short, so live work slots in between
 
 
 OnQueued = Callable[[str, str, str | None, str], Awaitable[None]]
@@ -57,6 +73,85 @@ OnQueued = Callable[[str, str, str | None, str], Awaitable[None]]
 
 class Unreadable(Exception):
     """An entry whose body is not an event or a command this version knows: dead-lettered at once."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One of a partition's inbound streams, with its attempt counts and its `last` field."""
+
+    stream: str
+    attempts: str
+    last: str
+    bulk: bool
+
+
+def lanes(p: int) -> tuple[Lane, Lane]:
+    return (Lane(keys.inbound(p), keys.attempts(p), "last", bulk=False),
+            Lane(keys.inbound_bulk(p), keys.bulk_attempts(p), LAST_BULK, bulk=True))
+
+
+class LiveFirst:
+    """The process's live work comes first. A bulk batch waits while a live batch is in progress (up
+    to `BULK_YIELD_SECONDS`), and it backs off while the process is busy: when live entries wait
+    longer than `LIVE_DELAY_SECONDS` to be read, or when the event loop takes longer than
+    `LOOP_LAG_SECONDS` to come back to the bulk loop (its other work — or the machine's — is queueing).
+    The back-off doubles (up to `MAX_BULK_PAUSE_SECONDS`) while busy and halves once it is not, so a
+    campaign takes what the live traffic leaves and no more."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.pause = 0.0
+        self.late_until = 0.0  # a late live entry counts as "busy" for a second (live traffic may stop)
+        self.gate = asyncio.Lock()  # a pause holds it: at most one bulk batch per pause in the process
+
+    @contextlib.contextmanager
+    def live(self, oldest_entry_id: str) -> Iterator[None]:
+        if time.time() - stream_id(oldest_entry_id)[0] / 1000 > LIVE_DELAY_SECONDS:
+            self.late_until = time.monotonic() + LATE_MEMORY_SECONDS
+        self.busy += 1
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if not self.busy:
+                self.idle.set()
+
+    async def bulk_turn(self, halt: asyncio.Event) -> None:
+        started = time.perf_counter()
+        await asyncio.sleep(0)  # back once everything ready to run before us has run
+        busy = time.monotonic() < self.late_until or time.perf_counter() - started > LOOP_LAG_SECONDS
+        self.pause = min(MAX_BULK_PAUSE_SECONDS, max(MIN_BULK_PAUSE_SECONDS, self.pause * 2)) if busy \
+            else (self.pause / 2 if self.pause > MIN_BULK_PAUSE_SECONDS else 0.0)
+        if self.pause:
+            async with self.gate:
+                await pause(halt, self.pause)
+        if not self.idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), BULK_YIELD_SECONDS)
+
+
+class ContactLocks:
+    """One contact's entries one at a time, across the partition's two lanes."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, cid: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(cid, (asyncio.Lock(), 0))
+        self._held[cid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[cid]
+            if users == 1:
+                del self._held[cid]
+            else:
+                self._held[cid] = (lock, users - 1)
 
 
 @dataclass(frozen=True)
@@ -105,13 +200,33 @@ class Worker:
         self.linker = linker
         self.batch = batch
         self.attempts = attempts
+        self.live_first = LiveFirst()
+        self.contacts = ContactLocks()
 
     async def run(self, p: int, halt: asyncio.Event) -> None:
-        waiting: dict[str, Waiting] = {}  # this owner's view; a new owner rebuilds it from the pending list
-        await consume(self.redis, keys.inbound(p), f"p{p}", self.batch, halt,
-                      lambda entries: self._batch(p, entries, waiting), retry_seconds=FIRST_RETRY_SECONDS)
+        async with asyncio.TaskGroup() as group:
+            for lane in lanes(p):
+                group.create_task(self._lane(p, lane, halt), name=f"p{p} {lane.stream}")
 
-    async def _batch(self, p: int, entries: list[Entry], waiting: dict[str, Waiting]) -> None:
+    async def _lane(self, p: int, lane: Lane, halt: asyncio.Event) -> None:
+        waiting: dict[str, Waiting] = {}  # this owner's view; a new owner rebuilds it from the pending list
+        batch = max(1, self.batch // BULK_BATCH_SHARE) if lane.bulk else self.batch
+        await consume(self.redis, lane.stream, f"p{p}", batch, halt,
+                      lambda entries: self._batch(p, lane, entries, waiting, halt), retry_seconds=FIRST_RETRY_SECONDS,
+                      left_pending=lambda: bool(waiting))
+
+    async def _batch(
+        self, p: int, lane: Lane, entries: list[Entry], waiting: dict[str, Waiting], halt: asyncio.Event
+    ) -> None:
+        if lane.bulk:
+            await self.live_first.bulk_turn(halt)
+            if not halt.is_set():  # handed over while it waited: the entries stay pending for the next owner
+                await self._work(p, lane, entries, waiting)
+        else:
+            with self.live_first.live(entries[0][0]):
+                await self._work(p, lane, entries, waiting)
+
+    async def _work(self, p: int, lane: Lane, entries: list[Entry], waiting: dict[str, Waiting]) -> None:
         by_contact: dict[str, list[Entry]] = defaultdict(list)
         for entry in entries:
             by_contact[entry[1].get("c", "")].append(entry)
@@ -120,7 +235,8 @@ class Worker:
         # turns of one contact at once.
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._contact(p, cid, items, waiting)) for cid, items in by_contact.items()]
+                tasks = [group.create_task(self._contact(p, lane, cid, items, waiting))
+                         for cid, items in by_contact.items()]
         except ExceptionGroup as failed:  # the stream loop judges the first failure (a Redis one: it waits)
             raise failed.exceptions[0] from None
         results = [task.result() for task in tasks]
@@ -135,11 +251,13 @@ class Worker:
             for letter in dead:
                 dead_letters.stage(pipe, p, letter)
             if finished := done + [letter.entry_id for letter in dead]:
-                pipe.xack(keys.inbound(p), keys.GROUP, *finished)
-                pipe.hdel(keys.attempts(p), *finished)  # O(1) per id when nothing failed
+                pipe.xack(lane.stream, keys.GROUP, *finished)
+                pipe.hdel(lane.attempts, *finished)  # O(1) per id when nothing failed
             await pipe.execute()
 
-    async def _contact(self, p: int, cid: str, entries: list[Entry], waiting: dict[str, Waiting]) -> ContactResult:
+    async def _contact(
+        self, p: int, lane: Lane, cid: str, entries: list[Entry], waiting: dict[str, Waiting]
+    ) -> ContactResult:
         """One contact's entries in order. A waiting contact is skipped until its failed entry comes
         round again (from the pending list) and its retry time has passed."""
         result = ContactResult()
@@ -148,13 +266,20 @@ class Worker:
             if entries[0][0] != held.entry_id or time.monotonic() < held.retry_at:
                 return result  # they stay pending behind the failed one
             del waiting[cid]
+        async with self.contacts.hold(cid):
+            await self._in_order(lane, cid, entries, waiting, result)
+        return result
+
+    async def _in_order(
+        self, lane: Lane, cid: str, entries: list[Entry], waiting: dict[str, Waiting], result: ContactResult
+    ) -> None:
         for entry_id, fields in entries:
             try:
-                result.produced += await self._entry(cid, entry_id, fields)
+                result.produced += await self._entry(lane, cid, entry_id, fields)
             except REDIS_FAILURES:
                 raise
             except Exception as exc:
-                failures = await self.redis.hincrby(keys.attempts(p), entry_id, 1)
+                failures = await self.redis.hincrby(lane.attempts, entry_id, 1)
                 unreadable = isinstance(exc, Unreadable | CommandRefused)  # no retry can help those
                 if failures < self.attempts and not unreadable:
                     delay = min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS)
@@ -167,11 +292,10 @@ class Worker:
                 result.dead.append(dead_letters.DeadLetter.of(entry_id, fields, exc, failures))
                 continue
             result.done.append(entry_id)
-        return result
 
-    async def _entry(self, cid: str, entry_id: str, fields: dict[str, str]) -> Produced:
+    async def _entry(self, lane: Lane, cid: str, entry_id: str, fields: dict[str, str]) -> Produced:
         if "k" in fields:
-            return await self._command(cid, entry_id, fields["k"])
+            return await self._command(lane, cid, entry_id, fields["k"])
         try:
             event = InboundEvent.model_validate_json(fields["e"])
         except (KeyError, ValidationError) as exc:
@@ -179,13 +303,14 @@ class Worker:
         snapshot = await self.store.load(cid)
         if event.kind is EventKind.status and event.status_of:  # idempotent: a replay simply does it again
             return await self._status(snapshot, event, entry_id)
-        last = snapshot.conversation.get("last")
+        last = snapshot.conversation.get(lane.last)
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, event.user_id)
         prepared = await self.linker.prepare(cid, snapshot, event, entry_id)
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
             return Produced()
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
+        in_lane(lane, outcome.changes)
         outcome.changes.events = events_of(prepared.snapshot, outcome.changes, entry_id)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
         await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
@@ -208,13 +333,13 @@ class Worker:
         receipt = status_event(snapshot.cid, event, entry_id, found) if found else None
         return Produced(events=[receipt] if receipt else [])
 
-    async def _command(self, cid: str, entry_id: str, body: str) -> Produced:
+    async def _command(self, lane: Lane, cid: str, entry_id: str, body: str) -> Produced:
         try:
             command = COMMAND.validate_json(body)
         except ValidationError as exc:
             raise Unreadable(f"not a command: {exc}") from exc
         snapshot = await self.store.load(cid)
-        last = snapshot.conversation.get("last")
+        last = snapshot.conversation.get(lane.last)
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, snapshot.conversation.get("uid", ""))
         creates = isinstance(command, UpdateContact) and command.create
@@ -222,8 +347,9 @@ class Worker:
             await self._answer(cid, command.id, "the contact was erased or merged into another")
             raise CommandRefused("the contact was erased or merged into another")
         if isinstance(command, CampaignStep):
-            return await self._campaign_step(snapshot, command, entry_id)
+            return await self._campaign_step(lane, snapshot, command, entry_id)
         outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)
+        in_lane(lane, outcome.changes)
         outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
         await self.store.commit(cid, outcome.changes)
         await self._answer(cid, command.id, outcome.refusal)
@@ -231,12 +357,13 @@ class Worker:
             await self._tell_people(snapshot, outcome.changes, outcome.events, entry_id)
         return Produced(outcome.outbound, outcome.changes.events)
 
-    async def _campaign_step(self, snapshot: Snapshot, command: CampaignStep, entry_id: str) -> Produced:
+    async def _campaign_step(self, lane: Lane, snapshot: Snapshot, command: CampaignStep, entry_id: str) -> Produced:
         campaign = await self.campaigns.cached(command.campaign_id) if self.campaigns and self.reach else None
         if campaign is None or self.reach is None:
             raise CommandRefused(f"no campaign {command.campaign_id!r} (or campaigns are off in this worker)")
         history = await self.store.recent_history(snapshot.cid, 50) if command.check else []
         outcome = apply_step(snapshot, campaign, command.step, command.check, entry_id, history, self.reach)
+        in_lane(lane, outcome.changes)
         outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
         await self.store.commit(snapshot.cid, outcome.changes)
         return Produced(outcome.outbound, outcome.changes.events, outcome.due)
@@ -275,3 +402,10 @@ class Worker:
             for item in await self.store.recent_history(cid, 50)
             if item.answers == entry_id and item.direction == "out"
         ], await outbox.saved(self.redis, cid, entry_id))
+
+
+def in_lane(lane: Lane, changes: Changes) -> None:
+    """File the entry a turn or command saves (`last`, set by the pure functions) under its lane's field."""
+    if lane.last != "last" and "last" in changes.conversation:
+        changes.conversation[lane.last] = changes.conversation.pop("last")
+

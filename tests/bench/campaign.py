@@ -1,7 +1,7 @@
 """Campaign benchmark (issue 10): 100,000 contacts, one SMS campaign, the hub against the emulators.
 
     .venv/bin/python tests/bench/campaign.py [--contacts 100000] [--pace-recipients 20000] [--layout run|split]
-                                             [--limit 1000] [--live-rate 20] [--live-seconds 20]
+                                             [--limit 1000] [--live-rate 20] [--live-seconds 20] [--subscriptions 0]
 
 Starts a throwaway Redis, the provider emulators in their own process (what `omnihub emulators`
 serves, with the status callbacks posted over aiohttp: see `AiohttpCourier`) and the hub in "live"
@@ -38,6 +38,10 @@ sender (burst as much) for SMS, WhatsApp and Telegram, `bulk_reserve` as shipped
    during the campaign's steady part (target: no more than +20 % of the idle p99).
 
 Also printed: CPU milliseconds per campaign send of each process over the pace run.
+
+`--subscriptions N` runs it all with N webhook subscriptions to every event, delivered to the receiver
+of tests/bench/events.py (its own process): issue 12's "chat with two CRM subscriptions and a
+campaign running".
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ from bot.redis_server import EmbeddedRedis, free_port  # noqa: E402
 from bot.sandbox import emulator_kit  # noqa: E402
 from bot.sandbox import emulators as sandbox  # noqa: E402
 from bot.sandbox.emulators import create_emulators, standalone_app  # noqa: E402
+from tests.bench.events import start_receiver, subscribe  # noqa: E402
 from tests.bench.pipeline import TURNS, Customers, cpu_seconds, spawn, until_ready  # noqa: E402
 
 ROLES = {"run": [["run"]], "split": [["api"], ["worker"], ["worker"]]}
@@ -376,11 +381,17 @@ async def bench(args: argparse.Namespace) -> None:
     hub, emulators = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{emulator_port}"
     env = hub_env(redis_url, hub_port, emulator_port, write_config(args.limit))
     emulator_proc = start_emulators(emulator_port, hub, env)
-    procs = [spawn(role, env) for role in ROLES[args.layout]]
+    procs = [spawn(role[0], ["-m", "bot.cli", *role], env) for role in ROLES[args.layout]]
+    receiver_port = free_port()
+    receiver_proc = start_receiver(receiver_port) if args.subscriptions else None
     try:
         await until_ready(f"{emulators}/emulator/telegram/_/webhook", [emulator_proc])
         await until_ready(f"{hub}/readyz", procs)
         await asyncio.sleep(3)  # webhooks registered, workers hold their partition leases
+        if receiver_proc is not None:  # the CRM feed running beside the campaign, as issue 12 asks
+            await until_ready(f"http://127.0.0.1:{receiver_port}/stats", [receiver_proc])
+            for n in range(args.subscriptions):
+                await subscribe(hub, f"http://127.0.0.1:{receiver_port}/crm-{n}")
         pids = {"emulators": emulator_proc.pid, **{f"{r[0]}-{i}": p.pid for i, (r, p) in
                                                    enumerate(zip(ROLES[args.layout], procs, strict=True))},
                 "redis": int((await redis.info("server"))["process_id"]), "bench": os.getpid()}
@@ -401,9 +412,10 @@ async def bench(args: argparse.Namespace) -> None:
             halt.set()
             await collector
     finally:
-        for proc in [*procs, emulator_proc]:
+        others = [receiver_proc] if receiver_proc is not None else []
+        for proc in [*procs, emulator_proc, *others]:
             proc.terminate()
-        for proc in [*procs, emulator_proc]:
+        for proc in [*procs, emulator_proc, *others]:
             proc.wait(15)
         await redis.aclose()
         server.stop()
@@ -417,7 +429,7 @@ def verdict(ok: bool) -> str:
 def report(args: argparse.Namespace, planned: dict[str, Any], paced: dict[str, Any]) -> None:
     pace, limit = paced["pace"], args.limit
     print(f"\nOmnihub campaign benchmark: {os.cpu_count()} cores, layout {args.layout}, {args.contacts:,} contacts, "
-          f"{PARTITIONS} partitions, limit {limit}/s per sender")
+          f"{PARTITIONS} partitions, limit {limit}/s per sender, {args.subscriptions} webhook subscription(s)")
     worst = max(planned["evaluate"])
     print(f"segment evaluation   {planned['count']:,} contacts: median {statistics.median(planned['evaluate']):.3f} s, "
           f"worst {worst:.3f} s (target <= {EVALUATE_TARGET:.0f} s)  {verdict(worst <= EVALUATE_TARGET)}")
@@ -464,6 +476,8 @@ def main() -> None:
     parser.add_argument("--live-customers", type=int, default=100)
     parser.add_argument("--live-seconds", type=float, default=20, help="of the idle measurement")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the pace campaign")
+    parser.add_argument("--subscriptions", type=int, default=0,
+                        help="webhook subscriptions to every event, to a local receiver, during it all")
     parser.add_argument("--emulators", nargs=2, metavar=("PORT", "HUB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.emulators:

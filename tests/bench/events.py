@@ -257,8 +257,8 @@ async def chat(layout: str, subscriptions: int, redis_url: str, receiver: Receiv
     hub_port, emulator_port = free_port(), free_port()
     hub = f"http://127.0.0.1:{hub_port}"
     env = live_env(redis_url, hub_port, emulator_port, write_config(args.partitions, args.concurrency, unpaced=True))
-    emulators = spawn(["emulators", "--port", str(emulator_port), "--hub", hub], env)
-    procs = [spawn(role, env) for role in ROLES[layout]]
+    emulators = spawn("emulators", ["-m", "bot.cli", "emulators", "--port", str(emulator_port), "--hub", hub], env)
+    procs = [spawn(role[0], ["-m", "bot.cli", *role], env) for role in ROLES[layout]]
     paths = [f"/chat-{run}-{layout}-{n}" for n in range(subscriptions)]
     try:
         await until_ready(f"http://127.0.0.1:{emulator_port}/emulator/telegram/_/webhook", [emulators])

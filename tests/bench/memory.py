@@ -67,7 +67,7 @@ KINDS: list[tuple[str, str]] = [
     ("{ix} date zsets", r"omni:\{ix\}:z:"),
     ("{ix} other", r"omni:\{ix\}:"),
     ("mode index zsets", r"omni:conv:"),
-    ("inbound streams", r"omni:in:"),
+    ("inbound streams", r"omni:inb?:"),
     ("outbound streams", r"omni:out:"),
     ("bulk streams", r"omni:bulk:"),
     ("feed streams", r"omni:ev:"),
