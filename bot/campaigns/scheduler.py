@@ -28,7 +28,7 @@ from bot.campaigns.store import Campaigns
 from bot.context import keys
 from bot.pipeline.commands import CampaignStep
 from bot.pipeline.ingest import Ingest
-from bot.pipeline.streams import Backoff, pause
+from bot.pipeline.streams import Backoff, pause, waiting
 from bot.redis_server import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ class Scheduler:
             keys.campaign_due(p), "-inf", time.time(), start=0, num=self.batch, withscores=True))
         if not due:
             return 0
-        room = self.backlog - await self._waiting(keys.bulk(p))
-        if room <= 0 or await self._waiting(keys.inbound_bulk(p)) > INBOUND_BACKLOG:
+        room = self.backlog - await waiting(self.redis, keys.bulk(p))
+        if room <= 0 or await waiting(self.redis, keys.inbound_bulk(p)) > INBOUND_BACKLOG:
             return 0  # the worker is behind on the receipts and the steps already released
         due = due[:room]
         commands = []
@@ -92,13 +92,3 @@ class Scheduler:
         await self.ingest.commands(commands)
         await self._take(keys=[keys.campaign_due(p)], args=[x for member, score in due for x in (member, repr(score))])
         return len(due)
-
-    async def _waiting(self, stream: str) -> int:
-        """Entries of a stream not yet done (read and pending, or not read yet)."""
-        try:
-            groups = await self.redis.xinfo_groups(stream)
-        except REDIS_FAILURES as exc:
-            if "no such key" in str(exc).lower():
-                return 0
-            raise
-        return sum(int(g["pending"]) + int(g.get("lag") or 0) for g in groups)

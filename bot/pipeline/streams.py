@@ -131,6 +131,20 @@ async def consume(
             await pause(halt, backoff.next_delay())
 
 
+async def waiting(redis: Redis, stream: str) -> int:
+    """Entries of a stream not yet done: read and pending, or not read yet (all of them while no
+    consumer group exists)."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return 0
+        raise
+    if not groups:
+        return int(await redis.xlen(stream))
+    return sum(int(g["pending"]) + int(g.get("lag") or 0) for g in groups)
+
+
 async def trim_below_pending(redis: Redis, stream: str) -> None:
     summary = await redis.xpending(stream, keys.GROUP)
     if summary["pending"]:

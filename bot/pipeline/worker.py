@@ -141,7 +141,7 @@ class ContactLocks:
 
     @contextlib.asynccontextmanager
     async def hold(self, cid: str) -> AsyncIterator[None]:
-        lock, users = self._held.get(cid, (asyncio.Lock(), 0))
+        lock, users = self._held[cid] if cid in self._held else (asyncio.Lock(), 0)
         self._held[cid] = (lock, users + 1)
         try:
             async with lock:

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from twilio.request_validator import RequestValidator
 
 from bot.context import keys
+from bot.pipeline.streams import waiting
 from bot.sandbox import emulators as sandbox
 from tests.campaigns.test_campaigns import tagged
 from tests.campaigns.test_cascade import launch
@@ -38,15 +39,8 @@ async def post_receipts(http: httpx.AsyncClient, phone: str, count: int) -> None
 
 
 async def bulk_waiting(redis: Redis) -> int:
-    """Entries of the bulk inbound lanes not yet done (read and pending, or not read yet; all of them
-    before a worker made the consumer group)."""
-    waiting = 0
-    for p in range(PARTITIONS):
-        stream = keys.inbound_bulk(p)
-        groups = await redis.xinfo_groups(stream) if await redis.exists(stream) else []
-        waiting += sum(int(g["pending"]) + int(g.get("lag") or 0) for g in groups) if groups \
-            else await redis.xlen(stream)
-    return waiting
+    """Entries of the bulk inbound lanes not yet done."""
+    return sum([await waiting(redis, keys.inbound_bulk(p)) for p in range(PARTITIONS)])
 
 
 async def test_a_customer_is_answered_ahead_of_a_backlog_of_receipts(hub: HubFactory, redis_url: str,
