@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import cast
 
 from redis import Redis as SyncRedis
-from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
+
+from bot.redis_pool import LeanPool
 
 MAX_CONNECTIONS = 256
 # What "Redis is away or in trouble" looks like: redis-py's cluster client raises some of its errors
@@ -35,13 +36,14 @@ def connect(url: str) -> AsyncRedis:
     (`INFO cluster` says `cluster_enabled:1`), else a plain client.
 
     On one server, under a burst, requests wait for a free connection (up to 10 s) instead of failing
-    with "too many connections": back-pressure rather than lost webhooks. A server that does not
-    answer the probe gets the plain client, as before the probe existed; its errors show on first use.
+    with "too many connections": back-pressure rather than lost webhooks (`bot.redis_pool.LeanPool`).
+    A server that does not answer the probe gets the plain client, as before the probe existed; its
+    errors show on first use.
     The cluster client is typed as `Redis` because the hub only uses the commands both implement
     (every MULTI and script on one slot, no WATCH: see bot/context/merge.py)."""
     if is_cluster(url):
         return cast(AsyncRedis, RedisCluster.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS))
-    pool = BlockingConnectionPool.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10)
+    pool = LeanPool.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10)
     return AsyncRedis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
