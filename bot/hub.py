@@ -66,6 +66,7 @@ from connectors.viber import ViberConnector
 log = logging.getLogger(__name__)
 REGISTER_RETRY_CEILING = 60.0  # seconds between webhook registration attempts, at most
 SWEEP_EVERY_SECONDS = 30.0  # how often a worker looks for merges cut short by a crash
+READY_REDIS_SECONDS = 2.0  # /readyz: Redis must answer within this
 
 
 
@@ -295,13 +296,15 @@ class Hub:
         problems: list[str] = []
         unowned: list[int] = []
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(READY_REDIS_SECONDS), self.redis.pipeline(transaction=False) as pipe:
                 for p in range(self.settings.pipeline.partitions):
                     pipe.get(keys.lease(p))
                 owners = await pipe.execute()
             unowned = [p for p, owner in enumerate(owners) if owner is None]
         except REDIS_FAILURES as exc:
             problems.append(f"redis unavailable: {exc}")
+        except TimeoutError:  # up but stalled: commands wait for it (bot.redis_server.kernel_timeouts)
+            problems.append(f"redis unavailable: no answer within {READY_REDIS_SECONDS:g} s")
         if unowned:
             problems.append(f"no worker holds partitions {unowned}")
         channels = {name: self.channel_state.get(name, "starting") for name in self.connectors}

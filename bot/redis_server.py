@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis as AsyncRedis
@@ -26,6 +26,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from bot.redis_pool import LeanPool
 
 MAX_CONNECTIONS = 256
+KERNEL_TIMEOUTS = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 5, "TCP_USER_TIMEOUT": 10_000}  # s, s, -, ms
 # What "Redis is away or in trouble" looks like: redis-py's cluster client raises some of its errors
 # (no reachable node, a slot it cannot map) as RedisClusterException, which is not a RedisError.
 REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
@@ -43,8 +44,25 @@ def connect(url: str) -> AsyncRedis:
     (every MULTI and script on one slot, no WATCH: see bot/context/merge.py)."""
     if is_cluster(url):
         return cast(AsyncRedis, RedisCluster.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS))
-    pool = LeanPool.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10)
+    pool = LeanPool.from_url(url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10,
+                             **kernel_timeouts(url))
     return AsyncRedis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+def kernel_timeouts(url: str) -> dict[str, Any]:
+    """No Python timer per command: a dead or unreachable server is noticed by the kernel instead.
+
+    redis-py's default `socket_timeout` (5 s) wraps every send in `asyncio.wait_for` (a task and a
+    timer) and every read in `asyncio.timeout`: an eighth of the hub's CPU under load (py-spy of
+    tests/bench/console_live.py). Without it, TCP keepalive probes an idle connection after 5 s and
+    `TCP_USER_TIMEOUT` drops one whose sent bytes go unacknowledged for 10 s, so a server that went
+    away (or a network that dropped) still raises `ConnectionError` in seconds; a server that is up
+    but stalled makes commands wait until it answers again, and `/readyz` says so meanwhile
+    (`Hub.readiness` gives Redis two seconds)."""
+    if not url.startswith(("redis://", "rediss://")):
+        return {}  # a unix socket has no TCP options (and a local server cannot vanish behind a network)
+    options = {getattr(socket, name): value for name, value in KERNEL_TIMEOUTS.items() if hasattr(socket, name)}
+    return {"socket_timeout": None, "socket_keepalive": True, "socket_keepalive_options": options}
 
 
 def is_cluster(url: str) -> bool:
@@ -123,6 +141,11 @@ class EmbeddedRedis:
                 time.sleep(0.01)
         self.stop()
         raise RedisUnavailable(f"redis-server did not answer on port {self.port} within {timeout}s")
+
+    def signal(self, signum: int) -> None:
+        """Send the server a signal (tests freeze it with SIGSTOP and thaw it with SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signum)
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

@@ -125,8 +125,10 @@ async def bench(args: argparse.Namespace) -> None:
             base = str(http.base_url).rstrip("/")
             webhooks = Webhooks(base)
             # aiohttp, as the pipeline benchmark: httpx's client costs this process more CPU than the
-            # hub spends, and a load generator that cannot keep up measures itself
-            posts = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POSTS_AT_ONCE))
+            # hub spends, and a load generator that cannot keep up measures itself. Idle connections are
+            # let go before uvicorn's keep-alive (5 s) closes them: reusing one the server is closing
+            # failed the run with "Can not write request body" after the set-up's quiet seconds.
+            posts = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POSTS_AT_ONCE, keepalive_timeout=2))
 
             async def say(user: str, text: str) -> None:
                 if emulators is None:  # through the hub's own emulator

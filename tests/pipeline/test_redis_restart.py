@@ -1,4 +1,5 @@
-"""Redis stops for a few seconds under traffic and comes back (AOF on, same port); the hub carries on.
+"""Redis stops for a few seconds under traffic and comes back (AOF on, same port), or stalls and thaws;
+the hub carries on.
 
 A real `omnihub run` process, Telegram through its emulator. While Redis is away webhooks are refused
 (the provider retries them) and `/readyz` says 503; once it is back every message that was accepted,
@@ -10,6 +11,7 @@ Webhooks allows), its delivery having waited out the outage too.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -104,3 +106,45 @@ async def replies(client: SandboxClient, user: str, count: int) -> list[str]:
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)  # a duplicate would be here by now
     return [m["text"] for m in await client.replies("telegram", user)]
+
+
+async def test_the_hub_waits_out_a_stalled_redis(tmp_path: Path) -> None:
+    """Redis stops answering without going away (SIGSTOP: its kernel still holds the connections).
+    `/readyz` says so within seconds, the messages that arrive meanwhile wait, and once Redis answers
+    again every one of them is answered exactly once, in order, with no restart of the hub."""
+    server = EmbeddedRedis()
+    redis_url = server.start()
+    config = tmp_path / "omnihub.yaml"
+    config.write_text("pipeline: {partitions: 4, lease_seconds: 2, batch: 16}\n")
+    port = free_port()
+    hub = start("run", hub_env(redis_url, port, config))
+    users = USERS[:4]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            await until_readiness(http, 200, hub, wait=60)
+            client = SandboxClient(http)
+            await asyncio.gather(*(client.send("telegram", u, "/start") for u in users))
+            await asyncio.gather(*(client.send("telegram", u, f"{u}-before") for u in users))
+            await asyncio.gather(*(replies(client, u, 2) for u in users))
+            server.signal(signal.SIGSTOP)
+            stalled = time.monotonic()
+            try:
+                await until_readiness(http, 503, hub, wait=8)
+                told_after = time.monotonic() - stalled
+                meanwhile = [asyncio.ensure_future(client.send("telegram", u, f"{u}-meanwhile")) for u in users]
+                await asyncio.sleep(2.0)
+            finally:
+                server.signal(signal.SIGCONT)
+            await until_readiness(http, 200, hub, wait=30)
+            assert all(result["status"] == 200 for result in await asyncio.gather(*meanwhile))
+            await asyncio.gather(*(client.send("telegram", u, f"{u}-after") for u in users))
+            for user in users:
+                expected = ["echo", f"echo {user}-before", f"echo {user}-meanwhile", f"echo {user}-after"]
+                assert await replies(client, user, 4) == expected, f"conversation {user}"
+        assert told_after < 6, f"/readyz took {told_after:.1f} s to notice"
+        assert hub.poll() is None  # never restarted
+    finally:
+        server.signal(signal.SIGCONT)
+        hub.terminate()
+        hub.wait(15)
+        server.stop()
