@@ -17,6 +17,10 @@ emulators run in a process of their own (`omnihub emulators`) and the benchmark 
 no credentials: the customers post to the hub's built-in Telegram emulator, which then calls the
 webhook from inside the hub's own process (what a newcomer trying the sandbox sees; the emulator's
 HTTP client then shares the hub's CPU).
+
+`--processes split` runs the hub as `omnihub api` + 2 x `omnihub worker` instead of one `omnihub run`
+(what a machine with more than one core runs): the API process takes the webhooks and holds the
+agents' sockets, the workers run the turns, and the notices reach the sockets through Redis pub/sub.
 """
 
 from __future__ import annotations
@@ -116,11 +120,12 @@ async def bench(args: argparse.Namespace) -> None:
     if args.layout == "live":
         emulator_port = free_port()
         emulators = start_emulators(redis_url, args.port, emulator_port)
-    hub = start_hub(redis_url, args.port, args.partitions, emulator_port if emulators else None)
+    procs = start_hub(redis_url, args.port, args.partitions, emulator_port if emulators else None, args.processes)
     try:
         limits = httpx.Limits(max_connections=POSTS_AT_ONCE, max_keepalive_connections=POSTS_AT_ONCE)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{args.port}", timeout=30, limits=limits) as http:
-            await until_ready(http, hub)
+            for proc in procs:
+                await until_ready(http, proc)
             client = SandboxClient(http)
             base = str(http.base_url).rstrip("/")
             webhooks = Webhooks(base)
@@ -156,7 +161,7 @@ async def bench(args: argparse.Namespace) -> None:
                 async with posting:
                     await say(user, f"message {n}")
 
-            print(f"load starts (hub pid {hub.pid})", flush=True)
+            print(f"load starts (hub pids {' '.join(str(proc.pid) for proc in procs)})", flush=True)
             start = time.perf_counter()
             writes = []
             for n in range(total):
@@ -173,16 +178,18 @@ async def bench(args: argparse.Namespace) -> None:
             await posts.close()
             report(samples, total, sent_for)
     finally:
-        for proc in [hub, *([emulators] if emulators else [])]:
+        for proc in [*procs, *([emulators] if emulators else [])]:
             proc.terminate()
             proc.wait(15)
         server.stop()
 
 
-def start_hub(redis_url: str, port: int, partitions: int, emulator_port: int | None) -> subprocess.Popen[bytes]:
-    """`omnihub run` in a process of its own (the shop dialogs), as a user runs it: the load generator
-    and the agents' sockets here do not share its event loop. With `emulator_port`, Telegram is the
-    emulator there (real credentials, its webhook registered at it), not the built-in sandbox."""
+def start_hub(redis_url: str, port: int, partitions: int, emulator_port: int | None, processes: str
+              ) -> list[subprocess.Popen[bytes]]:
+    """`omnihub run` (or `api` + 2 x `worker`) in processes of their own (the shop dialogs), as a user
+    runs it: the load generator and the agents' sockets here do not share their event loops. With
+    `emulator_port`, Telegram is the emulator there (real credentials, its webhook registered at it),
+    not the built-in sandbox."""
     config = Path(tempfile.mkdtemp()) / "omnihub.yaml"
     config.write_text(f"pipeline: {{partitions: {partitions}, lease_seconds: 5}}\n")
     env = hub_env(redis_url, port, config)
@@ -191,7 +198,8 @@ def start_hub(redis_url: str, port: int, partitions: int, emulator_port: int | N
         env.update(TELEGRAM_BOT_TOKEN=sandbox.TELEGRAM_TOKEN, TELEGRAM_WEBHOOK_SECRET=sandbox.TELEGRAM_SECRET,
                    TELEGRAM_API_BASE=f"http://127.0.0.1:{emulator_port}/emulator/telegram",
                    OMNIHUB_PUBLIC_URL=f"http://127.0.0.1:{port}")
-    return start("run", env)
+    roles = ["run"] if processes == "run" else ["api", "worker", "worker"]
+    return [start(role, env) for role in roles]
 
 
 def start_emulators(redis_url: str, hub_port: int, port: int) -> subprocess.Popen[bytes]:
@@ -227,6 +235,7 @@ def report(samples: list[float], total: int, sent_for: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layout", choices=["live", "sandbox"], default="live")
+    parser.add_argument("--processes", choices=["run", "split"], default="run")
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--rate", type=float, default=200.0)
