@@ -32,7 +32,7 @@ class LeanPool(ConnectionPool):
         return bool(self._available_connections) or len(self._in_use_connections) < self.max_connections
 
     async def get_connection(self, *_args: Any, **_options: Any) -> AbstractConnection:
-        if not self._can_get():
+        while not self._can_get():  # again after waking: another caller may have taken it meanwhile
             await self._wait_for_one()
         connection: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
         if not connection.is_connected:

@@ -64,3 +64,19 @@ async def test_a_connection_killed_by_the_server_is_connected_again(redis: Redis
         assert len(again) == 2  # the test's own and the pool's new one
     finally:
         await hub.aclose()
+
+
+async def test_many_callers_share_a_small_pool_without_overflowing_it(redis: Redis, redis_url: str) -> None:
+    pool = LeanPool.from_url(redis_url, decode_responses=True, max_connections=3, client_name="lean-many")
+    hub = Redis.from_pool(pool)
+    try:
+        callers = []
+        for n in range(500):  # most of them wait for a connection, while more keep coming
+            callers.append(asyncio.ensure_future(hub.incr("n")))
+            if n % 7 == 0:
+                await asyncio.sleep(0)
+        await asyncio.gather(*callers)
+        assert await redis.get("n") == "500"
+        assert len([c for c in await redis.client_list() if c["name"] == "lean-many"]) == 3
+    finally:
+        await hub.aclose()
