@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from bot.redis_pool import LeanPool
 from bot.redis_server import EmbeddedRedis, connect, free_port
 
 
@@ -20,7 +21,7 @@ async def test_a_single_server_and_an_unreachable_one_get_the_pooled_client() ->
     try:
         for url in (server.start(), f"redis://127.0.0.1:{free_port()}/0"):
             client = connect(url)
-            assert isinstance(client, Redis) and isinstance(client.connection_pool, BlockingConnectionPool)
+            assert isinstance(client, Redis) and isinstance(client.connection_pool, LeanPool)
             await client.aclose()
     finally:
         server.stop()
