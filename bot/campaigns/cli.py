@@ -31,6 +31,7 @@ from bot.settings import Settings
 campaign = typer.Typer(help="Campaigns: run a YAML definition, watch it, read its figures, steer it.",
                        no_args_is_help=True)
 T = TypeVar("T")
+FIGURES_GRACE_SECONDS = 10.0  # after the last recipient settled, how long `run` waits for its sends to be counted
 console = Console()
 if not console.is_terminal:  # piped or logged: the figures' table in full rather than 80 columns wide
     console = Console(width=160)
@@ -105,13 +106,19 @@ async def _watch(store: Campaigns, redis: Redis, started: Campaign) -> None:
                   TextColumn("sent {task.fields[sent]}  read {task.fields[read]}"), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task(started.definition.name, total=started.recipients, sent=0, read=0)
+        settled_at: float | None = None
         while True:
             pending = await store.pending(started.id)
             found = await figures(redis, started.id, started.recipients)
             bar.update(task, completed=max(0, started.recipients - pending), sent=found.totals.sent,
                        read=found.totals.read)
             current = await store.get(started.id)
-            if pending == 0 or current is None or current.status in ("cancelled", "done"):
+            if current is None or current.status in ("cancelled", "done"):
+                break
+            # settled, and every recipient's first message counted (or a few seconds for the feed to tell)
+            accounted = found.totals.sent + found.totals.failed + found.totals.skipped >= started.recipients
+            settled_at = (settled_at or time.monotonic()) if pending == 0 else None
+            if settled_at is not None and (accounted or time.monotonic() - settled_at > FIGURES_GRACE_SECONDS):
                 break
             await asyncio.sleep(0.5)
     await _print_figures(redis, started.id, started.recipients)
