@@ -35,7 +35,7 @@ from bot.handoff.assignment import plan  # noqa: E402
 from bot.handoff.desk import ConversationView, Desk  # noqa: E402
 from bot.handoff.router import Router  # noqa: E402
 from bot.hub import Hub  # noqa: E402
-from bot.redis_server import EmbeddedRedis  # noqa: E402
+from bot.redis_server import EmbeddedRedis, connect  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 
 BATCH = 500
@@ -91,7 +91,7 @@ async def until_workers(redis: Redis, partitions: int) -> None:
 async def main(conversations: int, agents: int, partitions: int, concurrencies: list[int]) -> None:
     server = EmbeddedRedis()
     url = server.start()
-    redis = Redis.from_url(url, decode_responses=True)
+    redis = connect(url)  # the hub's own client: its pool waits for a free connection instead of failing
     # an hour's lease: the benchmark's router routes, the one the hub starts stays idle
     settings = load_settings({"REDIS_URL": url}, pipeline__partitions=partitions, port=0,
                              handoff__router_lease_seconds=3600)
