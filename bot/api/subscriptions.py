@@ -129,7 +129,7 @@ async def rotate(subscription_id: str, hub: HubDep, _: ApiKey) -> SubscriptionOu
              description="POST a signed `omnihub.webhook.test` event to the URL now, outside the feed.")
 async def test(subscription_id: str, hub: HubDep, _: ApiKey) -> TestOut:
     sub = await _found(hub, subscription_id)
-    delivered, detail = await ping(sub, hub.feed.http, hub.settings.crm.timeout_seconds)
+    delivered, detail = await ping(sub, hub.feed.poster, hub.settings.crm.timeout_seconds)
     return TestOut(delivered=delivered, detail=detail)
 
 

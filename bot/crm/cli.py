@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
-import aiohttp
 import typer
 from redis.asyncio import Redis
 
 from bot.cli_support import fail, with_redis
 from bot.crm import catalogue, replay
 from bot.crm.ping import ping
+from bot.crm.poster import Poster
 from bot.crm.stats import SinkStats, sink_stats
 from bot.crm.subscriptions import BadSubscription, Subscription, Subscriptions
 from bot.settings import Settings
@@ -150,8 +150,11 @@ def test_ping(subscription_id: SubscriptionId) -> None:
     """POST a signed omnihub.webhook.test event to the URL now; exit 1 if the receiver did not take it."""
     async def sent(redis: Redis, settings: Settings) -> tuple[bool, str]:
         sub = await _found(_store(redis, settings), subscription_id)
-        async with aiohttp.ClientSession() as http:
-            return await ping(sub, http, settings.crm.timeout_seconds)
+        poster = Poster()
+        try:
+            return await ping(sub, poster, settings.crm.timeout_seconds)
+        finally:
+            await poster.aclose()
     delivered, detail = _with_redis(sent)
     if not delivered:
         typer.secho(f"not delivered: {detail}", fg="red", err=True)

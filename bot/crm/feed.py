@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Sequence
 
-import aiohttp
 from redis.asyncio import Redis
 
 from bot.crm.bitrix24 import Bitrix24Sink
 from bot.crm.delivery import SinkReader, trim
 from bot.crm.events import CloudEvent, SubscriptionDisabled
 from bot.crm.outbox import Emitter
+from bot.crm.poster import Poster
 from bot.crm.sinks import Sink
 from bot.crm.subscriptions import Subscriptions
 from bot.crm.webhooks import WebhookSink
@@ -41,18 +41,10 @@ class Feed:
         self.webhooks: dict[str, WebhookSink] = {}
         self.looked_at = 0.0
         self.looking = asyncio.Lock()
-        self._http: aiohttp.ClientSession | None = None
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        if self._http is None:  # made in the event loop that uses it
-            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500, limit_per_host=0),
-                                               timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds))
-        return self._http
+        self.poster = Poster()
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        await self.poster.aclose()
         for adapter in self.adapters:
             if isinstance(adapter, Bitrix24Sink):
                 await adapter.aclose()
@@ -98,7 +90,7 @@ class Feed:
                     if sub_id in self.webhooks:
                         self.webhooks[sub_id].subscription = sub  # a rotated secret, an edited filter
                     else:
-                        self.webhooks[sub_id] = WebhookSink(sub, self.http, self.settings.timeout_seconds)
+                        self.webhooks[sub_id] = WebhookSink(sub, self.poster, self.settings.timeout_seconds)
                 self.looked_at = time.monotonic()
         return {sink.name: sink for sink in [*self.webhooks.values(), *self.adapters]}
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
-
 from bot.crm.events import CloudEvent, EventData
+from bot.crm.poster import Poster
 from bot.crm.sinks import Gone, Reject, Retry
 from bot.crm.subscriptions import Subscription
 from bot.crm.webhooks import WebhookSink
@@ -21,11 +20,11 @@ class Ping(EventData):
     subscription_id: str
 
 
-async def ping(sub: Subscription, http: aiohttp.ClientSession, timeout_seconds: float) -> tuple[bool, str]:
+async def ping(sub: Subscription, poster: Poster, timeout_seconds: float) -> tuple[bool, str]:
     """(delivered, what happened): the receiver's answer in words."""
     event = CloudEvent.of(Ping(subscription_id=sub.id), sub.id, f"{sub.id}/{time.time()}")
     try:
-        await WebhookSink(sub, http, timeout_seconds).deliver(event)
+        await WebhookSink(sub, poster, timeout_seconds).deliver(event)
     except (Retry, Gone, Reject) as exc:
         return False, str(exc)
     return True, "the receiver answered 2xx"

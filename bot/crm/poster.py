@@ -1,0 +1,208 @@
+"""The feed's HTTP client: POST a body, keep the connection, read back the status and Retry-After.
+
+A webhook delivery needs nothing else from HTTP — no redirects (a receiver that moved is a failed
+delivery, as Standard Webhooks senders do it), no cookies, no proxies, no response body — and it is the
+one request the hub makes per event and subscription, so its cost is the feed's cost to the chat.
+Measured against the same local receiver, 32 requests in flight: aiohttp's `ClientSession.post`
+140–177 µs of CPU a request, aiosonic 194–203 µs, this 51–58 µs. It writes the request in one send
+and parses the answer with httptools (llhttp, the parser uvicorn serves with): status line, headers,
+a body by length, chunks or until the server closes.
+
+A connection the server closed while idle is noticed (`connection_lost`) and not reused. If the server
+closes a kept connection just as a request goes out, before answering a byte, the request is sent once
+more on a new connection: the receiver may then see it twice, with the same `webhook-id` it
+deduplicates by (at-least-once, as every retry). Anything interrupted — a timeout, a cancellation, an
+answer that is not HTTP — closes its connection, so a late answer is never read as the next one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+import httpx
+
+IDLE_PER_ORIGIN = 64  # kept-alive connections per receiver; more are closed when they come back
+URLS_KEPT = 1024  # parsed URLs remembered
+
+
+class PostFailed(ConnectionError):
+    """The receiver could not be reached, dropped the connection or did not answer in HTTP."""
+
+
+class _Dropped(PostFailed):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    retry_after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    origin: tuple[str, int, bool]  # host, port, TLS
+    head: bytes  # the request line, Host and authorization: everything but this request's own headers
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection, one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.answer: asyncio.Future[Answer] | None = None
+        self.closed = False
+        self.heard = False  # any byte of the current answer
+        self.status = 0
+        self.retry_after: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+
+    def send(self, request: bytes) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        self.answer = asyncio.get_running_loop().create_future()
+        self.heard, self.status, self.retry_after = False, 0, None
+        self.transport.write(request)
+        return self.answer
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._settle(error=PostFailed(f"the answer is not HTTP ({exc})"))
+            self.close()
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"retry-after":
+            self.retry_after = value.decode("latin-1").strip()
+
+    def on_message_complete(self) -> None:
+        keep = self.parser.should_keep_alive()
+        self._settle(Answer(self.status, self.retry_after))
+        if not keep:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.status:  # a body that ends when the server closes
+            self._settle(Answer(self.status, self.retry_after))
+        self._settle(error=_Dropped("the receiver closed the connection without answering"))
+
+    def _settle(self, answer: Answer | None = None, error: Exception | None = None) -> None:
+        if self.answer is not None and not self.answer.done():
+            if error is not None:
+                self.answer.set_exception(error)
+            else:
+                self.answer.set_result(answer)  # type: ignore[arg-type]
+
+
+class Poster:
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """POST `body` to `url`; raises ValueError for a URL that cannot be called, or PostFailed. The caller
+        bounds the time (`asyncio.timeout`): a cancelled request closes its connection."""
+        target = self._target(url)
+        request = b"".join([target.head, f"content-length: {len(body)}\r\n".encode(),
+                            *(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items()),
+                            b"\r\n", body])
+        connection, kept = await self._connection(target.origin)
+        try:
+            try:
+                answer = await connection.send(request)
+            except _Dropped:
+                if not kept or connection.heard:
+                    raise
+                connection, kept = await self._connection(target.origin, fresh=True)
+                answer = await connection.send(request)
+        except BaseException:
+            connection.close()
+            raise
+        self._release(target.origin, connection)
+        return answer
+
+    async def aclose(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+
+    async def _connection(self, origin: tuple[str, int, bool], fresh: bool = False) -> tuple[_Connection, bool]:
+        """(a connection, whether it was kept from an earlier request)."""
+        idle = self._idle.get(origin, [])
+        while idle and not fresh:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection, True
+        host, port, tls = origin
+        try:
+            _, connection = await asyncio.get_running_loop().create_connection(
+                _Connection, host, port, ssl=self._context() if tls else None)
+        except OSError as exc:  # refused, unreachable, no such host, a bad certificate
+            raise PostFailed(f"cannot connect to {host}:{port}: {exc}") from exc
+        return connection, False
+
+    def _release(self, origin: tuple[str, int, bool], connection: _Connection) -> None:
+        idle = self._idle.setdefault(origin, [])
+        if connection.closed:
+            return
+        if len(idle) >= IDLE_PER_ORIGIN:
+            connection.close()
+            return
+        idle.append(connection)
+
+    def _context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= URLS_KEPT:
+                self._targets.clear()
+            target = self._targets[url] = _parse(url)
+        return target
+
+
+def _parse(url: str) -> _Target:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(str(exc)) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"not an http(s) URL with a host: {url}")
+    tls = parsed.scheme == "https"
+    port = parsed.port or (443 if tls else 80)
+    if not 0 < port < 65536:
+        raise ValueError(f"no such port: {port}")
+    host = parsed.raw_host.decode("ascii")
+    authority = f"[{host}]" if ":" in host else host
+    if parsed.port:
+        authority += f":{parsed.port}"
+    lines = [f"POST {parsed.raw_path.decode('ascii')} HTTP/1.1\r\n", f"host: {authority}\r\n"]
+    if parsed.userinfo:
+        user, _, password = parsed.userinfo.decode("ascii").partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+        lines.append(f"authorization: Basic {token}\r\n")
+    return _Target((host, port, tls), "".join(lines).encode("ascii"))
