@@ -14,7 +14,6 @@ connection and waiting request at each request's start and end), with aiohttp 0.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -72,8 +71,7 @@ class WebhookSink:
             "webhook-signature": sign(self.subscription.keys(now), event.id, now, body),
         }
         try:
-            async with asyncio.timeout(self.timeout):
-                answer = await self.poster.post(self.subscription.url, body, headers)
+            answer = await self.poster.post(self.subscription.url, body, headers, self.timeout)
         except TimeoutError:
             raise Retry(f"no answer within {self.timeout:g} s") from None
         except ValueError as exc:

@@ -59,8 +59,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
             assert answer.status == 204, answer.status
 
     async def with_poster() -> None:
-        async with asyncio.timeout(15):
-            answer = await poster.post(url, BODY, HEADERS)
+        answer = await poster.post(url, BODY, HEADERS, timeout=15)
         assert answer.status == 204, answer.status
 
     print(f"{args.requests} POSTs a round, {args.in_flight} in flight")

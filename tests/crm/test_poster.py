@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from bot.crm import poster as poster_module
 from bot.crm.poster import Answer, Poster, PostFailed
 from bot.redis_server import free_port
 
@@ -66,8 +68,7 @@ async def serving(reply: Reply, tls: ssl.SSLContext | None = None, close_after_a
 
 async def post(poster: Poster, raw: RawServer, body: bytes = b"{}", scheme: str = "http",
                host: str = "127.0.0.1") -> Answer:
-    async with asyncio.timeout(5):
-        return await poster.post(f"{scheme}://{host}:{raw.port}/hook?x=1", body, {"webhook-id": "msg_1"})
+    return await poster.post(f"{scheme}://{host}:{raw.port}/hook?x=1", body, {"webhook-id": "msg_1"}, timeout=5)
 
 
 def always(answer: bytes) -> Reply:
@@ -148,27 +149,42 @@ async def test_an_answer_that_is_not_http_fails_and_its_connection_is_not_reused
 
 async def test_a_request_that_timed_out_never_reads_its_late_answer_as_the_next_ones() -> None:
     async def reply(n: int, request: bytes) -> bytes:
-        if n == 1:
-            await asyncio.sleep(0.5)
+        if n in (1, 2):
+            await asyncio.sleep(1.0)
             return b"HTTP/1.1 500 Late\r\ncontent-length: 0\r\n\r\n"
         return NO_CONTENT
     poster = Poster()
     async with serving(reply) as raw:
-        with pytest.raises(TimeoutError):
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):  # its own deadline
+            await poster.post(f"http://127.0.0.1:{raw.port}/hook", b"{}", {}, timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 0.8
+        with pytest.raises(TimeoutError):  # the caller's
             async with asyncio.timeout(0.1):
-                await poster.post(f"http://127.0.0.1:{raw.port}/hook", b"{}", {})
-        await asyncio.sleep(0.6)
+                await poster.post(f"http://127.0.0.1:{raw.port}/hook", b"{}", {}, timeout=5)
+        await asyncio.sleep(1.1)
         assert (await post(poster, raw)).status == 204
+    assert raw.connections == 3
+
+
+async def test_a_connection_idle_too_long_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poster_module, "IDLE_SECONDS", 0.3)
+    poster = Poster()
+    async with serving(always(NO_CONTENT)) as raw:
+        await post(poster, raw)
+        await post(poster, raw)
+        await asyncio.sleep(0.8)
+        await post(poster, raw)
     assert raw.connections == 2
 
 
 async def test_an_unreachable_receiver_and_a_bad_url() -> None:
     poster = Poster()
     with pytest.raises(PostFailed, match="cannot connect"):
-        await poster.post(f"http://127.0.0.1:{free_port()}/hook", b"{}", {})
+        await poster.post(f"http://127.0.0.1:{free_port()}/hook", b"{}", {}, timeout=5)
     for url in ("ftp://example.com/hook", "http:///hook", "http://example.com:99999/hook"):
         with pytest.raises(ValueError):
-            await poster.post(url, b"{}", {})
+            await poster.post(url, b"{}", {}, timeout=5)
 
 
 @pytest.fixture
