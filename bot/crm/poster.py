@@ -4,7 +4,7 @@ A webhook delivery needs nothing else from HTTP — no redirects (a receiver tha
 delivery, as Standard Webhooks senders do it), no cookies, no proxies, no response body — and it is the
 one request the hub makes per event and subscription, so its cost is the feed's cost to the chat.
 Measured against the same local receiver, 32 requests in flight (`tests/bench/poster.py`): aiohttp's
-`ClientSession.post` 116–140 µs of CPU a request, this 32–44 µs (aiosonic, tried once: 194–203 µs).
+`ClientSession.post` 113–140 µs of CPU a request, this 26–36 µs (aiosonic, tried once: 194–203 µs).
 It writes the request in one send and parses the answer with httptools (llhttp, the parser uvicorn
 serves with): status line, headers, a body by length, chunks or until the server closes.
 
