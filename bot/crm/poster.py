@@ -158,11 +158,7 @@ class Poster:
         except BaseException:
             connection.close()
             raise
-        if not connection.closed and len(idle := self._idle.setdefault(target.origin, [])) < IDLE_PER_ORIGIN:
-            connection.idle_since = loop.time()
-            idle.append(connection)
-        else:
-            connection.close()
+        self._keep(target.origin, connection, loop.time())
         return answer
 
     async def aclose(self) -> None:
@@ -198,6 +194,15 @@ class Poster:
         except OSError as exc:  # refused, unreachable, no such host, a bad certificate
             raise PostFailed(f"cannot connect to {host}:{port}: {exc}") from exc
         return connection, False
+
+    def _keep(self, origin: tuple[str, int, bool], connection: _Connection, now: float) -> None:
+        """Back to the idle connections, unless it closed or there are enough."""
+        idle = self._idle.setdefault(origin, [])
+        if connection.closed or len(idle) >= IDLE_PER_ORIGIN:
+            connection.close()
+            return
+        connection.idle_since = now
+        idle.append(connection)
 
     def _sweep_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._sweeper is None or self._sweeper_loop is not loop:  # a Poster used again under a new loop
