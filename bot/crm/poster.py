@@ -191,6 +191,8 @@ class Poster:
             async with asyncio.timeout_at(deadline):  # a timer for new connections only
                 _, connection = await loop.create_connection(
                     _Connection, host, port, ssl=self._context() if tls else None)
+        except TimeoutError:  # an OSError too, but the caller's to tell apart
+            raise
         except OSError as exc:  # refused, unreachable, no such host, a bad certificate
             raise PostFailed(f"cannot connect to {host}:{port}: {exc}") from exc
         return connection, False

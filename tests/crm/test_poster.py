@@ -5,7 +5,9 @@ garbage, hanging, TLS."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import socket
 import ssl
 import subprocess
 import time
@@ -209,3 +211,47 @@ async def test_https_with_the_receivers_certificate_checked(certificate: tuple[P
         assert (await post(Poster(), raw, scheme="https", host="localhost")).status == 204
         with pytest.raises(PostFailed, match=r"IP address mismatch"):  # a certificate for another name
             await post(Poster(), raw, scheme="https", host="127.0.0.1")
+
+
+async def test_a_connect_that_hangs_fails_at_the_deadline() -> None:
+    """A listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the queue (never accepted)
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await Poster().post(f"http://127.0.0.1:{port}/hook", b"{}", {}, timeout=0.5)
+        assert time.monotonic() - started < 2
+    finally:
+        for s in [*fillers, listener]:
+            s.close()
+
+
+async def test_connections_past_the_idle_cap_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poster_module, "IDLE_PER_ORIGIN", 1)
+
+    async def slow(n: int, request: bytes) -> bytes:
+        await asyncio.sleep(0.1)
+        return NO_CONTENT
+    poster = Poster()
+    async with serving(slow) as raw:
+        await asyncio.gather(post(poster, raw), post(poster, raw))  # two connections at once; one is kept
+        await asyncio.gather(post(poster, raw), post(poster, raw))
+    assert raw.connections == 3
+
+
+async def test_credentials_in_the_url_go_as_basic_authorization() -> None:
+    poster = Poster()
+    async with serving(always(NO_CONTENT)) as raw:
+        await poster.post(f"http://crm%40user:p%3Ass@127.0.0.1:{raw.port}/hook", b"{}", {}, timeout=5)
+    assert f"authorization: Basic {base64.b64encode(b'crm@user:p:ss').decode()}\r\n".encode() in raw.requests[0]
+    assert f"host: 127.0.0.1:{raw.port}\r\n".encode() in raw.requests[0]
