@@ -126,6 +126,12 @@ redis.call('HSET', KEYS[6], 'sealed', '1')
 return strays
 """
 
+_REMEMBER = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'plan', ARGV[2])
+return 1
+"""
+
 _CLOSE = """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
 redis.call('DEL', unpack(KEYS))
@@ -158,6 +164,7 @@ class Steps:
         self.redis = redis
         self._begin = redis.register_script(_BEGIN)
         self._apply = redis.register_script(_APPLY)
+        self._remember = redis.register_script(_REMEMBER)
         self._seal = redis.register_script(_SEAL)
         self._close = redis.register_script(_CLOSE)
 
@@ -177,7 +184,8 @@ class Steps:
                        orjson.loads(found["hints"]), orjson.loads(found.get("plan", "{}")))
 
     async def remember(self, journal: Journal, plan: dict[str, Any]) -> None:
-        await self.redis.hset(keys.journal(journal.absorbed), "plan", orjson.dumps(plan))
+        """Keep `plan` in the journal, unless the journal was closed meanwhile (not to recreate it)."""
+        await self._remember(keys=[keys.journal(journal.absorbed)], args=[journal.id, orjson.dumps(plan)])
 
     async def read(self, cid: str, copy: bool = False) -> Side:
         """One contact, consistently (a read-only MULTI on its slot); `copy`: the journal's copy."""

@@ -100,8 +100,7 @@ class Merger:
         """Move writes that landed on a (to be) tombstone after its merge began to the contact that
         absorbed it; a merge still under way is finished first (it folds what it finds)."""
         if journal := await self.steps.journal(absorbed):
-            await self.replay(journal)
-            return None
+            await self.replay(journal)  # its seal keeps what it finds; a write after the seal is ours
         survivor = await self.identities.live(absorbed)
         if survivor == absorbed or not await self._has_strays(absorbed):
             return None

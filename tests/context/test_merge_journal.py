@@ -88,3 +88,23 @@ async def test_a_turn_committed_on_the_absorbed_contact_during_the_merge_is_fold
     assert [e.text for e in history][-1] == "late" and len(history) == 5
     assert set(await parts.redis.hgetall(keys.contact("tg"))) == {"merged_into", "merged_at", "undo"}
     assert not await parts.redis.exists(keys.history("tg"), keys.journal("tg"))
+
+
+@pytest.mark.parametrize("stop", STOPS)
+async def test_a_turn_committed_after_any_step_is_folded_by_the_worker_that_wrote_it(parts: Parts, stop: str) -> None:
+    """The worker's fold (its `settle`) may run while the merger is still between its steps: after
+    `seal` the tombstone's strays are no longer counted by the merger, so the worker must fold them."""
+    await two_contacts(parts)
+    journal = await merge_until(parts, stop)
+    late = Changes(profile={"a:color": "red"}, history=[HistoryEntry(
+        id="late", channel="telegram", direction="in", at=40.0, author="customer", text="late")])
+    _, merged_into = await parts.store.commit("tg", late)
+    assert merged_into == "wa"
+    await parts.merger.fold("tg")  # what the worker's settle does
+    await parts.merger.replay(journal)  # the merger, going on with its steps
+
+    assert await parts.redis.hget(keys.contact("wa"), "a:color") == "red"
+    _, history = await parts.store.history("wa", 0, 100)
+    assert [e.text for e in history].count("late") == 1 and len(history) == 5
+    assert set(await parts.redis.hgetall(keys.contact("tg"))) == {"merged_into", "merged_at", "undo"}
+    assert not await parts.redis.exists(keys.history("tg"), keys.journal("tg"))
