@@ -79,11 +79,12 @@ class Linker:
         if missing := [name for name in NOTICES if name not in texts]:
             log.warning("the dialogs have no texts %s: links and shared phones will not be answered", missing)
 
-    async def prepare(self, cid: str, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> Prepared | None:
-        """The context to run the turn with; None when the event was handed to another contact."""
+    async def prepare(self, cid: str, snapshot: Snapshot, event: InboundEvent, source: str) -> Prepared | None:
+        """The context to run the turn with; None when the event was handed to another contact.
+        `source` names the event's stream entry (`Lane.source`): a replayed forwarding is dropped by it."""
         owner = await self._owner(cid, snapshot, event)
         if owner != cid:
-            await self.forward(owner, event, f"fwd:{cid}:{entry_id}")
+            await self.forward(owner, event, f"fwd:{cid}:{source}")
             return None
         bind(LinkOffer(self.codes, cid, self.deep_links))
         if event.kind not in (EventKind.message, EventKind.opened):

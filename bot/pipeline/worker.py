@@ -84,6 +84,11 @@ class Lane:
     last: str
     bulk: bool
 
+    def source(self, entry_id: str) -> str:
+        """The entry's name among both of the partition's streams: an id is unique only within its
+        stream, and a receipt and a message appended in the same millisecond both get `<ms>-0`."""
+        return f"bulk:{entry_id}" if self.bulk else entry_id
+
 
 def lanes(p: int) -> tuple[Lane, Lane]:
     return (Lane(keys.inbound(p), keys.attempts(p), "last", bulk=False),
@@ -302,11 +307,11 @@ class Worker:
             raise Unreadable(f"not an inbound event: {exc}") from exc
         snapshot = await self.store.load(cid)
         if event.kind is EventKind.status and event.status_of:  # idempotent: a replay simply does it again
-            return await self._status(snapshot, event, entry_id)
+            return await self._status(lane, snapshot, event, entry_id)
         last = snapshot.conversation.get(lane.last)
         if last and stream_id(entry_id) <= stream_id(last):
             return await self._replay(cid, entry_id, event.user_id)
-        prepared = await self.linker.prepare(cid, snapshot, event, entry_id)
+        prepared = await self.linker.prepare(cid, snapshot, event, lane.source(entry_id))
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
             return Produced()
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
@@ -320,9 +325,9 @@ class Worker:
             await self._tell_people(prepared.snapshot, outcome.changes, ["message", "mode"], entry_id)
         return Produced(outcome.outbound, outcome.changes.events)
 
-    async def _status(self, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> Produced:
+    async def _status(self, lane: Lane, snapshot: Snapshot, event: InboundEvent, entry_id: str) -> Produced:
         """A provider's receipt: onto the message's history entry, to the console's ticks, into the feed."""
-        prepared = await self.linker.prepare(snapshot.cid, snapshot, event, entry_id)
+        prepared = await self.linker.prepare(snapshot.cid, snapshot, event, lane.source(entry_id))
         if prepared is None:  # the contact was merged since: the receipt went to its new owner
             return Produced()
         snapshot = prepared.snapshot

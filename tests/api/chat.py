@@ -14,11 +14,12 @@ from bot.sandbox.client import SandboxClient
 from tests.conftest import HubFactory
 
 _T = TypeVar("_T")
+PARTITIONS = 2
 
 
 def small_hub(hub: HubFactory, **overrides: Any) -> AbstractAsyncContextManager[SandboxClient]:
     """Few partitions: a stopping hub halts them one after another."""
-    return hub(pipeline__partitions=2, **overrides)
+    return hub(pipeline__partitions=PARTITIONS, **overrides)
 
 
 async def eventually(probe: Callable[[], Awaitable[_T]], done: Callable[[_T], bool], wait: float = 15.0) -> _T:

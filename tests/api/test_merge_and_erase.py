@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from redis.asyncio import Redis
 
-from tests.api.chat import Api, Customer, eventually, small_hub
+from bot.context import keys
+from bot.models import EventKind, InboundEvent
+from bot.pipeline.streams import stream_id
+from tests.api.chat import PARTITIONS, Api, Customer, eventually, small_hub
 from tests.conftest import HubFactory
 from tests.context.leftovers import references
 
@@ -44,6 +48,35 @@ async def test_two_contacts_merged_while_both_write_lose_nothing(hub: HubFactory
         contact = await api.call("GET", f"/contacts/{survivor}")
         assert {i["channel"] for i in contact["identities"]} == {"telegram", "viber"}
         await api.call("GET", f"/contacts/{absorbed}/history", 404)
+
+
+async def test_a_message_and_a_receipt_sharing_an_entry_id_both_reach_the_survivor(
+    hub: HubFactory, redis: Redis
+) -> None:
+    """An entry id is unique only within its stream: a receipt and a message appended to a partition's
+    two streams in the same millisecond share it, and each must still be forwarded after a merge."""
+    async with small_hub(hub) as client:
+        api = Api(client)
+        ann, bob = Customer(client, "telegram", "570001"), Customer(client, "viber", "viber-570002")
+        await asyncio.gather(ann.say("hello"), bob.say("hello"))
+        survivor = (await api.one(channel="telegram", user_id="570001"))["id"]
+        absorbed = (await api.one(channel="viber", user_id="viber-570002"))["id"]
+        await api.call("POST", f"/contacts/{survivor}/merge", json={"other_id": absorbed})
+
+        p, same = keys.partition_of(absorbed, PARTITIONS), f"{int(time.time() * 1000) + 60_000}-0"
+        receipt = InboundEvent(kind=EventKind.status, channel="viber", user_id=bob.user, provider_id="r-1",
+                               status="delivered", status_of="m-1")
+        message = InboundEvent(kind=EventKind.message, channel="viber", user_id=bob.user, provider_id="m-2",
+                               text="written as the merge ran")
+        await redis.xadd(keys.inbound_bulk(p), {"c": absorbed, "e": receipt.model_dump_json()}, id=same)
+
+        async def handled() -> bool:
+            [group] = await redis.xinfo_groups(keys.inbound_bulk(p))
+            return bool(stream_id(group["last-delivered-id"]) >= stream_id(same) and group["pending"] == 0)
+
+        await eventually(handled, bool)
+        await redis.xadd(keys.inbound(p), {"c": absorbed, "e": message.model_dump_json()}, id=same)
+        await eventually(lambda: api.history(survivor), lambda h: "written as the merge ran" in inbound(h))
 
 
 async def test_erase_leaves_nothing_and_the_number_comes_back_as_a_stranger(hub: HubFactory, redis: Redis) -> None:

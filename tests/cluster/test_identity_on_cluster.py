@@ -10,6 +10,7 @@ from tests.api.test_links import (  # noqa: F401 — collected here, with this d
     test_a_code_from_telegram_links_whatsapp_and_the_flow_goes_on_there,
 )
 from tests.api.test_merge_and_erase import (  # noqa: F401
+    test_a_message_and_a_receipt_sharing_an_entry_id_both_reach_the_survivor,
     test_erase_leaves_nothing_and_the_number_comes_back_as_a_stranger,
     test_two_contacts_merged_while_both_write_lose_nothing,
 )
