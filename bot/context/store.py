@@ -115,6 +115,7 @@ class Changes:
     mode: tuple[str, str] | None = None  # (old, new) when the conversation changes mode
     events: list[CloudEvent] = field(default_factory=list)  # for the CRM feed, into the outbox (bot.crm.outbox)
     campaigns: dict[str, str] = field(default_factory=dict)  # campaign id -> the contact's new state in it
+    cause: str = ""  # the stream entry of the turn (bot.pipeline.worker.Lane.source): its events' outbox tag
 
 
 class ContextStore:
@@ -200,8 +201,7 @@ class ContextStore:
             pipe.ltrim(keys.consent(cid), -CONSENT_TRAIL_CAP, -1)
         if changes.campaigns:
             pipe.hset(keys.campaign_states(cid), mapping=changes.campaigns)
-        cause = changes.conversation.get("last") or changes.conversation.get(LAST_BULK, "")
-        outbox.stage(pipe, cid, changes.events, cause)
+        outbox.stage(pipe, cid, changes.events, changes.cause)
 
     async def update_history(
         self, cid: str, match: tuple[str, str], changes: dict[str, Any], depth: int = 100, client: Any = None

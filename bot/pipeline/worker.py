@@ -310,13 +310,13 @@ class Worker:
             return await self._status(lane, snapshot, event, entry_id)
         last = snapshot.conversation.get(lane.last)
         if last and stream_id(entry_id) <= stream_id(last):
-            return await self._replay(cid, entry_id, event.user_id)
+            return await self._replay(lane, cid, entry_id, event.user_id)
         prepared = await self.linker.prepare(cid, snapshot, event, lane.source(entry_id))
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
             return Produced()
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
-        in_lane(lane, outcome.changes)
-        outcome.changes.events = events_of(prepared.snapshot, outcome.changes, entry_id)
+        in_lane(lane, outcome.changes, entry_id)
+        outcome.changes.events = events_of(prepared.snapshot, outcome.changes, outcome.changes.cause)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
         await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
         moved = outcome.changes.mode is not None and outcome.changes.mode[0] != ""  # not a new conversation
@@ -335,7 +335,7 @@ class Worker:
         found = await self.store.update_history(snapshot.cid, ("pid", str(event.status_of)), delivery.stored())
         if snapshot.mode != "bot":  # the console's delivered/read ticks
             await self._tell_people(snapshot, Changes(), ["status"], entry_id)
-        receipt = status_event(snapshot.cid, event, entry_id, found) if found else None
+        receipt = status_event(snapshot.cid, event, lane.source(entry_id), found) if found else None
         return Produced(events=[receipt] if receipt else [])
 
     async def _command(self, lane: Lane, cid: str, entry_id: str, body: str) -> Produced:
@@ -346,7 +346,7 @@ class Worker:
         snapshot = await self.store.load(cid)
         last = snapshot.conversation.get(lane.last)
         if last and stream_id(entry_id) <= stream_id(last):
-            return await self._replay(cid, entry_id, snapshot.conversation.get("uid", ""))
+            return await self._replay(lane, cid, entry_id, snapshot.conversation.get("uid", ""))
         creates = isinstance(command, UpdateContact) and command.create
         if "merged_into" in snapshot.profile or not (snapshot.profile or creates):
             await self._answer(cid, command.id, "the contact was erased or merged into another")
@@ -354,8 +354,8 @@ class Worker:
         if isinstance(command, CampaignStep):
             return await self._campaign_step(lane, snapshot, command, entry_id)
         outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)
-        in_lane(lane, outcome.changes)
-        outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
+        in_lane(lane, outcome.changes, entry_id)
+        outcome.changes.events = events_of(snapshot, outcome.changes, outcome.changes.cause, command)
         await self.store.commit(cid, outcome.changes)
         await self._answer(cid, command.id, outcome.refusal)
         if outcome.events:
@@ -368,8 +368,8 @@ class Worker:
             raise CommandRefused(f"no campaign {command.campaign_id!r} (or campaigns are off in this worker)")
         history = await self.store.recent_history(snapshot.cid, 50) if command.check else []
         outcome = apply_step(snapshot, campaign, command.step, command.check, entry_id, history, self.reach)
-        in_lane(lane, outcome.changes)
-        outcome.changes.events = events_of(snapshot, outcome.changes, entry_id, command)
+        in_lane(lane, outcome.changes, entry_id)
+        outcome.changes.events = events_of(snapshot, outcome.changes, outcome.changes.cause, command)
         await self.store.commit(snapshot.cid, outcome.changes)
         return Produced(outcome.outbound, outcome.changes.events, outcome.due)
 
@@ -393,7 +393,7 @@ class Worker:
         if queued and self.on_queued is not None:
             await self.on_queued(snapshot.cid, conversation.get("id", ""), conversation.get("team"), entry_id)
 
-    async def _replay(self, cid: str, entry_id: str, user_id: str) -> Produced:
+    async def _replay(self, lane: Lane, cid: str, entry_id: str, user_id: str) -> Produced:
         """The entry was saved but its replies and events were not queued: take them back from the
         history and the outbox."""
         log.info("entry %s was saved before a crash; re-queueing its replies", entry_id)
@@ -406,11 +406,13 @@ class Worker:
             )
             for item in await self.store.recent_history(cid, 50)
             if item.answers == entry_id and item.direction == "out"
-        ], await outbox.saved(self.redis, cid, entry_id))
+        ], await outbox.saved(self.redis, cid, lane.source(entry_id)))
 
 
-def in_lane(lane: Lane, changes: Changes) -> None:
-    """File the entry a turn or command saves (`last`, set by the pure functions) under its lane's field."""
+def in_lane(lane: Lane, changes: Changes, entry_id: str) -> None:
+    """File the entry a turn or command saves (`last`, set by the pure functions) under its lane's
+    field, and name it as the cause of the turn's events."""
     if lane.last != "last" and "last" in changes.conversation:
         changes.conversation[lane.last] = changes.conversation.pop("last")
+    changes.cause = lane.source(entry_id)
 
