@@ -17,11 +17,12 @@ MULTI that acknowledges it. A `Gone` (HTTP 410) disables the subscription; so do
 
 New entries are read at most every `READ_EVERY_SECONDS` (half a second), so that under load a read
 brings a batch rather than the one event that has just arrived; an idle reader still blocks on the
-stream and sees a new event at once. Each read and each acknowledgement costs the same whatever it
-carries, and there is one reader per partition and sink (32 of them with 16 partitions and two
-subscriptions): at 0.2 s reads and 5 ms acknowledgements they took as much of the hub's CPU as the
-POSTs did, and the feed cost the chat 17.5 % of its messages/s; at 0.5 s and 0.25 s, 9.9 %
-(tests/bench/events.py). A CRM does not notice half a second. Only entries read again from the
+stream and sees a new event at once, and a read that came back full is followed at once by the
+next. Each read and each acknowledgement costs the same whatever it carries, and there is one
+reader per partition and sink (32 of them with 16 partitions and two subscriptions): at 0.2 s reads
+and 5 ms acknowledgements they took as much of the hub's CPU as the POSTs did, and the feed cost
+the chat 17.5 % of its messages/s; at 0.5 s and 0.25 s, 9.9 % (tests/bench/events.py). A CRM does
+not notice half a second. Only entries read again from the
 pending list can have attempts on record to look up. Delivered entries are acknowledged in batches
 (one MULTI every `ACK_EVERY_SECONDS`): a crash between a delivery and its acknowledgement delivers
 that event again, with the same `webhook-id` — at-least-once, which is what Standard Webhooks
@@ -94,6 +95,7 @@ class SinkReader:
         self.acked = asyncio.Event()
         self.room = asyncio.Event()
         self.last_read = 0.0
+        self.backlog = False
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -134,14 +136,15 @@ class SinkReader:
             self.room.clear()
             await pause(self.room, BLOCK_MS / 1000)
             return cursor
-        pending = cursor != ">"
-        if not pending:
+        pending, count = cursor != ">", min(room, 500)
+        if not pending and not self.backlog:
             if (wait := self.last_read + READ_EVERY_SECONDS - time.monotonic()) > 0:
                 await pause(self.halt, wait)
             self.last_read = time.monotonic()
-        response = await self.redis.xreadgroup(self.group, f"p{self.p}", {self.stream: cursor}, count=min(room, 500),
+        response = await self.redis.xreadgroup(self.group, f"p{self.p}", {self.stream: cursor}, count=count,
                                                block=None if pending else BLOCK_MS)
         entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
+        self.backlog = not pending and len(entries) == count  # more is waiting: read again as soon as there is room
         await self._admit(entries, pending)
         if pending:
             return entries[-1][0] if entries else ">"
