@@ -98,9 +98,10 @@ class Merger:
 
     async def fold(self, absorbed: str) -> Merged | None:
         """Move writes that landed on a (to be) tombstone after its merge began to the contact that
-        absorbed it; a merge still under way is finished first (it folds what it finds)."""
+        absorbed it. A merge still under way is finished first (its seal folds what it finds); a
+        write after that seal is folded here."""
         if journal := await self.steps.journal(absorbed):
-            await self.replay(journal)  # its seal keeps what it finds; a write after the seal is ours
+            await self.replay(journal)
         survivor = await self.identities.live(absorbed)
         if survivor == absorbed or not await self._has_strays(absorbed):
             return None

@@ -22,12 +22,11 @@ next. Each read and each acknowledgement costs the same whatever it carries, and
 reader per partition and sink (32 of them with 16 partitions and two subscriptions): at 0.2 s reads
 and 5 ms acknowledgements they took as much of the hub's CPU as the POSTs did, and the feed cost
 the chat 17.5 % of its messages/s; at 0.5 s and 0.25 s, 9.9 % (tests/bench/events.py). A CRM does
-not notice half a second. Only entries read again from the
-pending list can have attempts on record to look up. Delivered entries are acknowledged in batches
-(one MULTI every `ACK_EVERY_SECONDS`): a crash between a delivery and its acknowledgement delivers
-that event again, with the same `webhook-id` — at-least-once, which is what Standard Webhooks
-receivers are built for. Everything a reader holds is pending in Redis until then, so a SIGKILL
-loses nothing.
+not notice half a second. Only entries read again from the pending list can have attempts on
+record to look up. Delivered entries are acknowledged in batches (one MULTI every
+`ACK_EVERY_SECONDS`): a crash between a delivery and its acknowledgement delivers that event again,
+with the same `webhook-id` — at-least-once, which is what Standard Webhooks receivers are built for.
+Everything a reader holds is pending in Redis until then, so a SIGKILL loses nothing.
 
 Streams are trimmed below what every active sink has finished and only past the retention, so
 `omnihub events replay --since` can still find delivered events.

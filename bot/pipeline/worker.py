@@ -51,7 +51,7 @@ from bot.crm.events import CloudEvent
 from bot.handoff import live
 from bot.models import EventKind, InboundEvent, OutboundMessage, Reply
 from bot.pipeline import dead_letters
-from bot.pipeline.commands import COMMAND, CampaignStep, CommandRefused, UpdateContact, apply
+from bot.pipeline.commands import COMMAND, AnyCommand, CampaignStep, CommandRefused, UpdateContact, apply
 from bot.pipeline.dispatch import lane_stream
 from bot.pipeline.streams import Entry, consume, pause, stream_id
 from bot.pipeline.turns import TurnHandler
@@ -315,8 +315,7 @@ class Worker:
         if prepared is None:  # the contact was merged or erased since: the event went to its new owner
             return Produced()
         outcome = await self.turns.handle(prepared.snapshot, event, entry_id, prepared.notice)
-        in_lane(lane, outcome.changes, entry_id)
-        outcome.changes.events = events_of(prepared.snapshot, outcome.changes, outcome.changes.cause)
+        in_lane(lane, prepared.snapshot, outcome.changes, entry_id)
         existed, merged_into = await self.store.commit(cid, outcome.changes)
         await self.linker.settle(cid, prepared.snapshot, existed, merged_into)
         moved = outcome.changes.mode is not None and outcome.changes.mode[0] != ""  # not a new conversation
@@ -354,8 +353,7 @@ class Worker:
         if isinstance(command, CampaignStep):
             return await self._campaign_step(lane, snapshot, command, entry_id)
         outcome = apply(snapshot, command, entry_id, self.turns.say, self.turns.default_team)
-        in_lane(lane, outcome.changes, entry_id)
-        outcome.changes.events = events_of(snapshot, outcome.changes, outcome.changes.cause, command)
+        in_lane(lane, snapshot, outcome.changes, entry_id, command)
         await self.store.commit(cid, outcome.changes)
         await self._answer(cid, command.id, outcome.refusal)
         if outcome.events:
@@ -368,8 +366,7 @@ class Worker:
             raise CommandRefused(f"no campaign {command.campaign_id!r} (or campaigns are off in this worker)")
         history = await self.store.recent_history(snapshot.cid, 50) if command.check else []
         outcome = apply_step(snapshot, campaign, command.step, command.check, entry_id, history, self.reach)
-        in_lane(lane, outcome.changes, entry_id)
-        outcome.changes.events = events_of(snapshot, outcome.changes, outcome.changes.cause, command)
+        in_lane(lane, snapshot, outcome.changes, entry_id, command)
         await self.store.commit(snapshot.cid, outcome.changes)
         return Produced(outcome.outbound, outcome.changes.events, outcome.due)
 
@@ -409,10 +406,12 @@ class Worker:
         ], await outbox.saved(self.redis, cid, lane.source(entry_id)))
 
 
-def in_lane(lane: Lane, changes: Changes, entry_id: str) -> None:
-    """File the entry a turn or command saves (`last`, set by the pure functions) under its lane's
-    field, and name it as the cause of the turn's events."""
+def in_lane(lane: Lane, snapshot: Snapshot, changes: Changes, entry_id: str, command: AnyCommand | None = None
+            ) -> None:
+    """Ready a turn's or command's changes for the commit: the entry it saves (`last`, set by the pure
+    functions) filed under its lane's field, and the events it causes, named after the entry."""
     if lane.last != "last" and "last" in changes.conversation:
         changes.conversation[lane.last] = changes.conversation.pop("last")
     changes.cause = lane.source(entry_id)
+    changes.events = events_of(snapshot, changes, changes.cause, command)
 

@@ -21,13 +21,19 @@ def inbound(history: list[dict[str, object]]) -> list[str]:
     return sorted(str(h["text"]) for h in history if h["direction"] == "in")
 
 
+async def both_write(api: Api, ann: Customer, bob: Customer, texts: tuple[str, str]) -> tuple[str, str]:
+    """Each writes once; the contact ids of `ann` (the survivor to be) and `bob` (to be absorbed)."""
+    await asyncio.gather(ann.say(texts[0]), bob.say(texts[1]))
+    survivor = (await api.one(channel=ann.channel, user_id=ann.user))["id"]
+    absorbed = (await api.one(channel=bob.channel, user_id=bob.user))["id"]
+    return survivor, absorbed
+
+
 async def test_two_contacts_merged_while_both_write_lose_nothing(hub: HubFactory) -> None:
     async with small_hub(hub) as client:
         api = Api(client)
         ann, bob = Customer(client, "telegram", "550001"), Customer(client, "viber", "viber-550002")
-        await asyncio.gather(ann.say("a-first"), bob.say("b-first"))
-        survivor = (await api.one(channel="telegram", user_id="550001"))["id"]
-        absorbed = (await api.one(channel="viber", user_id="viber-550002"))["id"]
+        survivor, absorbed = await both_write(api, ann, bob, ("a-first", "b-first"))
         halfway = asyncio.Event()
 
         async def write(customer: Customer, prefix: str) -> None:
@@ -58,9 +64,7 @@ async def test_a_message_and_a_receipt_sharing_an_entry_id_both_reach_the_surviv
     async with small_hub(hub) as client:
         api = Api(client)
         ann, bob = Customer(client, "telegram", "570001"), Customer(client, "viber", "viber-570002")
-        await asyncio.gather(ann.say("hello"), bob.say("hello"))
-        survivor = (await api.one(channel="telegram", user_id="570001"))["id"]
-        absorbed = (await api.one(channel="viber", user_id="viber-570002"))["id"]
+        survivor, absorbed = await both_write(api, ann, bob, ("hello", "hello"))
         await api.call("POST", f"/contacts/{survivor}/merge", json={"other_id": absorbed})
 
         p, same = keys.partition_of(absorbed, PARTITIONS), f"{int(time.time() * 1000) + 60_000}-0"

@@ -50,6 +50,12 @@ async def merge_until(parts: Parts, stop: str) -> Journal:
     return journal
 
 
+def late_turn() -> Changes:
+    """What a turn on the absorbed contact writes: an attribute and one message."""
+    return Changes(profile={"a:color": "red"}, history=[HistoryEntry(
+        id="late", channel="telegram", direction="in", at=40.0, author="customer", text="late")])
+
+
 async def test_an_uninterrupted_merge_leaves_no_journal(parts: Parts) -> None:
     await two_contacts(parts)
     await parts.merger.merge("wa", "tg", "test")
@@ -77,8 +83,7 @@ async def test_a_merge_cut_short_after_any_step_is_finished_by_the_sweeper(parts
 async def test_a_turn_committed_on_the_absorbed_contact_during_the_merge_is_folded(parts: Parts) -> None:
     await two_contacts(parts)
     journal = await merge_until(parts, "begin")
-    late = Changes(profile={"a:color": "red"}, history=[HistoryEntry(
-        id="late", channel="telegram", direction="in", at=40.0, author="customer", text="late")])
+    late = late_turn()
     existed, merged_into = await parts.store.commit("tg", late)  # loaded before `begin`, commits after it
     assert (existed, merged_into) == (True, "wa")
     await parts.merger.replay(journal)
@@ -96,8 +101,7 @@ async def test_a_turn_committed_after_any_step_is_folded_by_the_worker_that_wrot
     `seal` the tombstone's strays are no longer counted by the merger, so the worker must fold them."""
     await two_contacts(parts)
     journal = await merge_until(parts, stop)
-    late = Changes(profile={"a:color": "red"}, history=[HistoryEntry(
-        id="late", channel="telegram", direction="in", at=40.0, author="customer", text="late")])
+    late = late_turn()
     _, merged_into = await parts.store.commit("tg", late)
     assert merged_into == "wa"
     await parts.merger.fold("tg")  # what the worker's settle does
